@@ -1,0 +1,1 @@
+//! perfstream-alerts (being built).

@@ -1,0 +1,1 @@
+//! perfstream-emit (being built).

@@ -1,0 +1,1 @@
+//! perfstream-kafka (being built).

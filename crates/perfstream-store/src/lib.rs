@@ -1,0 +1,1 @@
+//! perfstream-store (being built).
