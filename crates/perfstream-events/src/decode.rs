@@ -1,0 +1,496 @@
+//! [`Decoder`]: Confluent-framed bytes to perfstream's types.
+//!
+//! Our own schema ids (1..=5, `schemas/ids.json`) go through the specialised decoders below, which
+//! read exactly the binary layout of those schema versions. Any other id is looked up in the
+//! schema registry (when one is configured) and decoded with apache-avro's schema resolution
+//! against our reader schema (`resolve.rs`). Both paths end in the same checks (`validate.rs`).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::cursor::Cursor;
+use crate::encode::MAGIC;
+use crate::error::DecodeError;
+use crate::registry::Registry;
+use crate::resolve::Resolver;
+use crate::schema::SchemaId;
+use crate::types::*;
+use crate::validate;
+
+/// Limits and sources for decoding. Every field has a default (`DecodeConfig::default()`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecodeConfig {
+    /// How far an event's own timestamp may be ahead of its Kafka message timestamp, in
+    /// microseconds. Clocks drift, but an event from the future would open windows that never
+    /// close. Default 300 000 000 (5 minutes).
+    pub max_future_skew_us: i64,
+    /// Largest string accepted in any field, in bytes, checked before the string is read.
+    /// Fields have tighter limits of their own (see `docs/producers.md`). Default 65 536.
+    pub max_string_bytes: usize,
+    /// Largest number of entries in any map (`ResourceEvent.caches`, `AlertEvent.labels`),
+    /// checked before entries are read: it bounds the series a single event can create.
+    /// Default 64.
+    pub max_map_entries: usize,
+    /// Base URL of a Confluent-compatible schema registry (`http://host:8081`), used for schema
+    /// ids that are not perfstream's own. Plain HTTP only. Default: none, so only our own ids
+    /// decode.
+    pub registry_url: Option<String>,
+    /// Timeout of one registry request. Default 5 s.
+    #[serde(with = "humantime_serde")]
+    pub registry_timeout: Duration,
+    /// Decode our own schema ids with the specialised decoders. `false` sends every message
+    /// through apache-avro's schema resolution instead: slower, meant for cross-checking the two
+    /// paths. Default true.
+    pub fast_path: bool,
+}
+
+impl Default for DecodeConfig {
+    fn default() -> Self {
+        DecodeConfig {
+            max_future_skew_us: 300_000_000,
+            max_string_bytes: 65_536,
+            max_map_entries: 64,
+            registry_url: None,
+            registry_timeout: Duration::from_secs(5),
+            fast_path: true,
+        }
+    }
+}
+
+impl DecodeConfig {
+    /// Checks the settings, so the binary can refuse a bad configuration at start-up rather than
+    /// fail on every message.
+    pub fn check(&self) -> Result<(), String> {
+        if self.max_future_skew_us < 0 {
+            return Err(format!(
+                "max_future_skew_us is {}, must be >= 0",
+                self.max_future_skew_us
+            ));
+        }
+        if let Some(url) = &self.registry_url
+            && !url.starts_with("http://")
+        {
+            return Err(format!(
+                "registry_url {url:?} must start with http:// (TLS is not supported)"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Which record a caller wants; decides the reader schema on the resolution path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Target {
+    Input,
+    Alert,
+    DeadLetter,
+}
+
+impl Target {
+    pub fn expected(self) -> &'static str {
+        match self {
+            Target::Input => "an input event (QueryEvent, RequestEvent or ResourceEvent)",
+            Target::Alert => "AlertEvent",
+            Target::DeadLetter => "DeadLetter",
+        }
+    }
+}
+
+/// The record kinds perfstream reads, one per reader schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Record {
+    Query,
+    Request,
+    Resource,
+    Alert,
+    DeadLetter,
+}
+
+impl Record {
+    pub const ALL: [Record; 5] = [
+        Record::Query,
+        Record::Request,
+        Record::Resource,
+        Record::Alert,
+        Record::DeadLetter,
+    ];
+
+    /// The record name in the schemas (namespace aside).
+    pub fn name(self) -> &'static str {
+        match self {
+            Record::Query => "QueryEvent",
+            Record::Request => "RequestEvent",
+            Record::Resource => "ResourceEvent",
+            Record::Alert => "AlertEvent",
+            Record::DeadLetter => "DeadLetter",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Record> {
+        Record::ALL.into_iter().find(|r| r.name() == name)
+    }
+
+    /// Our own schema id of this record's current version.
+    pub fn own_id(self) -> SchemaId {
+        match self {
+            Record::Query => SchemaId::QUERY_V1,
+            Record::Request => SchemaId::REQUEST_V1,
+            Record::Resource => SchemaId::RESOURCE_V1,
+            Record::Alert => SchemaId::ALERT_V1,
+            Record::DeadLetter => SchemaId::DEAD_LETTER_V1,
+        }
+    }
+
+    pub fn from_own_id(id: u32) -> Option<Record> {
+        Record::ALL.into_iter().find(|r| r.own_id().0 == id)
+    }
+
+    pub fn fits(self, target: Target) -> bool {
+        match target {
+            Target::Input => matches!(self, Record::Query | Record::Request | Record::Resource),
+            Target::Alert => self == Record::Alert,
+            Target::DeadLetter => self == Record::DeadLetter,
+        }
+    }
+}
+
+/// A decoded record of any kind, before it is narrowed to what the caller asked for.
+pub(crate) enum Decoded {
+    Event(Event),
+    Alert(AlertEvent),
+    DeadLetter(DeadLetter),
+}
+
+impl Decoded {
+    /// The error for a record that does not fit the target. `decode_any` checks the target, so
+    /// this is a safety net that keeps the decoder free of panics.
+    fn mismatch(&self, payload: &[u8], target: Target) -> DecodeError {
+        let found = match self {
+            Decoded::Event(e) => match e {
+                Event::Query(_) => Record::Query,
+                Event::Request(_) => Record::Request,
+                Event::Resource(_) => Record::Resource,
+            },
+            Decoded::Alert(_) => Record::Alert,
+            Decoded::DeadLetter(_) => Record::DeadLetter,
+        };
+        DecodeError::WrongSchema {
+            id: split_header(payload).map(|(id, _)| id).unwrap_or_default(),
+            found: found.name().to_owned(),
+            expected: target.expected(),
+        }
+    }
+}
+
+/// The limits the body decoders need.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub max_string: usize,
+    pub max_map: usize,
+}
+
+/// Splits the Confluent header off a message: returns the schema id and the Avro body.
+pub fn split_header(payload: &[u8]) -> Result<(u32, &[u8]), DecodeError> {
+    let Some(&magic) = payload.first() else {
+        return Err(DecodeError::Empty);
+    };
+    if magic != MAGIC {
+        return Err(DecodeError::BadMagic { found: magic });
+    }
+    match payload.split_first_chunk::<5>() {
+        Some((head, body)) => Ok((
+            u32::from_be_bytes([head[1], head[2], head[3], head[4]]),
+            body,
+        )),
+        None => Err(DecodeError::ShortHeader { len: payload.len() }),
+    }
+}
+
+/// Decodes Confluent-framed messages into perfstream's types. Cheap to share between threads
+/// (`&self` everywhere); the registry cache is internally locked.
+pub struct Decoder {
+    config: DecodeConfig,
+    limits: Limits,
+    resolver: Resolver,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Decoder::new(DecodeConfig::default())
+    }
+}
+
+impl Decoder {
+    pub fn new(config: DecodeConfig) -> Self {
+        let registry = config
+            .registry_url
+            .as_deref()
+            .map(|url| Registry::new(url, config.registry_timeout));
+        let limits = Limits {
+            max_string: config.max_string_bytes,
+            max_map: config.max_map_entries,
+        };
+        Decoder {
+            resolver: Resolver::new(registry, limits),
+            limits,
+            config,
+        }
+    }
+
+    pub fn config(&self) -> &DecodeConfig {
+        &self.config
+    }
+
+    /// Decodes and validates an input event (query, request or resource). `kafka_timestamp_us`
+    /// is the message's Kafka timestamp; when given, the event time may be at most
+    /// `max_future_skew_us` ahead of it.
+    pub fn decode(
+        &self,
+        payload: &[u8],
+        kafka_timestamp_us: Option<i64>,
+    ) -> Result<Event, DecodeError> {
+        match self.decode_any(payload, Target::Input)? {
+            Decoded::Event(e) => {
+                validate::event(&e, kafka_timestamp_us, self.config.max_future_skew_us)?;
+                Ok(e)
+            }
+            other => Err(other.mismatch(payload, Target::Input)),
+        }
+    }
+
+    /// Decodes and validates an alert event (topic `perf.alerts`).
+    pub fn decode_alert(&self, payload: &[u8]) -> Result<AlertEvent, DecodeError> {
+        match self.decode_any(payload, Target::Alert)? {
+            Decoded::Alert(a) => {
+                validate::alert(&a)?;
+                Ok(a)
+            }
+            other => Err(other.mismatch(payload, Target::Alert)),
+        }
+    }
+
+    /// Decodes a dead-letter envelope (topics `perf.dlq`, `perf.late`).
+    pub fn decode_dead_letter(&self, payload: &[u8]) -> Result<DeadLetter, DecodeError> {
+        match self.decode_any(payload, Target::DeadLetter)? {
+            Decoded::DeadLetter(d) => Ok(d),
+            other => Err(other.mismatch(payload, Target::DeadLetter)),
+        }
+    }
+
+    fn decode_any(&self, payload: &[u8], target: Target) -> Result<Decoded, DecodeError> {
+        let (id, body) = split_header(payload)?;
+        if self.config.fast_path
+            && let Some(record) = Record::from_own_id(id)
+        {
+            if !record.fits(target) {
+                return Err(DecodeError::WrongSchema {
+                    id,
+                    found: record.name().to_owned(),
+                    expected: target.expected(),
+                });
+            }
+            return decode_body(record, body, &self.limits);
+        }
+        self.resolver.decode(id, body, target)
+    }
+}
+
+/// Decodes the body of one of our own schema versions with the specialised decoder.
+pub(crate) fn decode_body(
+    record: Record,
+    body: &[u8],
+    lim: &Limits,
+) -> Result<Decoded, DecodeError> {
+    let mut c = Cursor::new(body);
+    let d = match record {
+        Record::Query => Decoded::Event(Event::Query(query(&mut c, lim)?)),
+        Record::Request => Decoded::Event(Event::Request(request(&mut c, lim)?)),
+        Record::Resource => Decoded::Event(Event::Resource(resource(&mut c, lim)?)),
+        Record::Alert => Decoded::Alert(alert(&mut c, lim)?),
+        Record::DeadLetter => Decoded::DeadLetter(dead_letter(&mut c, lim)?),
+    };
+    if c.remaining() > 0 {
+        return Err(DecodeError::TrailingBytes {
+            record: record.name(),
+            count: c.remaining(),
+        });
+    }
+    Ok(d)
+}
+
+fn opt_string(
+    c: &mut Cursor,
+    field: &'static str,
+    max: usize,
+) -> Result<Option<String>, DecodeError> {
+    Ok(if c.present(field)? {
+        Some(c.string(field, max)?)
+    } else {
+        None
+    })
+}
+
+fn opt_long(c: &mut Cursor, field: &'static str) -> Result<Option<i64>, DecodeError> {
+    Ok(if c.present(field)? {
+        Some(c.long(field)?)
+    } else {
+        None
+    })
+}
+
+fn opt_bytes(c: &mut Cursor, field: &'static str) -> Result<Option<Vec<u8>>, DecodeError> {
+    Ok(if c.present(field)? {
+        Some(c.bytes(field)?.to_vec())
+    } else {
+        None
+    })
+}
+
+fn query(c: &mut Cursor, lim: &Limits) -> Result<QueryEvent, DecodeError> {
+    let s = lim.max_string;
+    Ok(QueryEvent {
+        service: c.string("service", s)?,
+        instance: c.string("instance", s)?,
+        query_hash: c.string("query_hash", s)?,
+        query_type: QueryType::ALL[c.enum_index("query_type", QueryType::ALL.len())? as usize],
+        query_text: opt_string(c, "query_text", s)?,
+        execution_time_us: c.long("execution_time_us")?,
+        rows_affected: c.long("rows_affected")?,
+        tenant_id: opt_string(c, "tenant_id", s)?,
+        executed_at_us: c.long("executed_at_us")?,
+    })
+}
+
+fn request(c: &mut Cursor, lim: &Limits) -> Result<RequestEvent, DecodeError> {
+    let s = lim.max_string;
+    Ok(RequestEvent {
+        service: c.string("service", s)?,
+        instance: c.string("instance", s)?,
+        endpoint: c.string("endpoint", s)?,
+        method: c.string("method", s)?,
+        status_code: c.int("status_code")?,
+        response_time_us: c.long("response_time_us")?,
+        request_bytes: opt_long(c, "request_bytes")?,
+        response_bytes: opt_long(c, "response_bytes")?,
+        occurred_at_us: c.long("occurred_at_us")?,
+    })
+}
+
+fn resource(c: &mut Cursor, lim: &Limits) -> Result<ResourceEvent, DecodeError> {
+    let s = lim.max_string;
+    Ok(ResourceEvent {
+        service: c.string("service", s)?,
+        instance: c.string("instance", s)?,
+        observed_at_us: c.long("observed_at_us")?,
+        interval_us: c.long("interval_us")?,
+        cpu_utilization_ratio: c.double("cpu_utilization_ratio")?,
+        memory_used_bytes: c.long("memory_used_bytes")?,
+        memory_limit_bytes: c.long("memory_limit_bytes")?,
+        heap_bytes: opt_long(c, "heap_bytes")?,
+        gc_pause_us: opt_long(c, "gc_pause_us")?,
+        gc_count: opt_long(c, "gc_count")?,
+        io_read_bytes: c.long("io_read_bytes")?,
+        io_write_bytes: c.long("io_write_bytes")?,
+        pool_active: c.int("pool_active")?,
+        pool_idle: c.int("pool_idle")?,
+        pool_max: c.int("pool_max")?,
+        pool_waiters: c.int("pool_waiters")?,
+        pool_wait_us: c.long("pool_wait_us")?,
+        caches: if c.present("caches")? {
+            Some(caches(c, lim)?)
+        } else {
+            None
+        },
+    })
+}
+
+fn caches(c: &mut Cursor, lim: &Limits) -> Result<BTreeMap<String, CacheCounters>, DecodeError> {
+    let mut m = BTreeMap::new();
+    let mut total = 0;
+    loop {
+        let n = c.block("caches", total, lim.max_map)?;
+        if n == 0 {
+            return Ok(m);
+        }
+        total += n;
+        for _ in 0..n {
+            let name = c.string("caches", lim.max_string)?;
+            let counters = CacheCounters {
+                hits: c.long("caches.hits")?,
+                misses: c.long("caches.misses")?,
+            };
+            // Duplicate keys: the last one wins, as in apache-avro.
+            m.insert(name, counters);
+        }
+    }
+}
+
+fn alert(c: &mut Cursor, lim: &Limits) -> Result<AlertEvent, DecodeError> {
+    let s = lim.max_string;
+    Ok(AlertEvent {
+        alert_id: c.string("alert_id", s)?,
+        rule: c.string("rule", s)?,
+        severity: Severity::ALL[c.enum_index("severity", Severity::ALL.len())? as usize],
+        state: AlertState::ALL[c.enum_index("state", AlertState::ALL.len())? as usize],
+        service: c.string("service", s)?,
+        labels: labels(c, lim)?,
+        observed_value: c.double("observed_value")?,
+        threshold: c.double("threshold")?,
+        clear_threshold: c.double("clear_threshold")?,
+        window_start_us: c.long("window_start_us")?,
+        window_end_us: c.long("window_end_us")?,
+        transitioned_at_us: c.long("transitioned_at_us")?,
+        message: c.string("message", s)?,
+    })
+}
+
+fn labels(c: &mut Cursor, lim: &Limits) -> Result<BTreeMap<String, String>, DecodeError> {
+    let mut m = BTreeMap::new();
+    let mut total = 0;
+    loop {
+        let n = c.block("labels", total, lim.max_map)?;
+        if n == 0 {
+            return Ok(m);
+        }
+        total += n;
+        for _ in 0..n {
+            let k = c.string("labels", lim.max_string)?;
+            let v = c.string("labels", lim.max_string)?;
+            m.insert(k, v);
+        }
+    }
+}
+
+fn dead_letter(c: &mut Cursor, lim: &Limits) -> Result<DeadLetter, DecodeError> {
+    let s = lim.max_string;
+    Ok(DeadLetter {
+        source_topic: c.string("source_topic", s)?,
+        source_partition: c.int("source_partition")?,
+        source_offset: c.long("source_offset")?,
+        original_key: opt_bytes(c, "original_key")?,
+        original_value: opt_bytes(c, "original_value")?,
+        error_kind: c.string("error_kind", s)?,
+        reason: c.string("reason", s)?,
+        dead_at_us: c.long("dead_at_us")?,
+    })
+}
+
+/// A decoder with the default configuration (no registry), shared by the free functions below.
+fn default_decoder() -> &'static Decoder {
+    static D: std::sync::OnceLock<Decoder> = std::sync::OnceLock::new();
+    D.get_or_init(Decoder::default)
+}
+
+/// Decodes an alert event written with perfstream's own schema (default limits, no registry).
+pub fn decode_alert(payload: &[u8]) -> Result<AlertEvent, DecodeError> {
+    default_decoder().decode_alert(payload)
+}
+
+/// Decodes a dead-letter envelope written with perfstream's own schema (default limits, no
+/// registry).
+pub fn decode_dead_letter(payload: &[u8]) -> Result<DeadLetter, DecodeError> {
+    default_decoder().decode_dead_letter(payload)
+}
