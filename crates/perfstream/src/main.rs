@@ -1,11 +1,178 @@
-use clap::Parser;
+//! The perfstream binary: CLI, config, tracing set-up, wiring and shutdown. All logic lives in
+//! the library crates; this file only parses arguments, loads the config and calls them.
 
-/// perfstream: performance telemetry stream processor.
+mod config;
+mod telemetry;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use config::Config;
+use perfstream_kafka::PipelineStats;
+use perfstream_store::Store;
+use tracing::{info, warn};
+
+/// perfstream: performance telemetry stream processor (Kafka -> event-time HDR rollups ->
+/// Postgres, alerts -> Kafka).
 #[derive(Parser)]
 #[command(version, about)]
-struct Cli {}
+struct Cli {
+    /// Config file (TOML). Also `PERFSTREAM_CONFIG`. Env vars `PERFSTREAM_*` override it.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() -> anyhow::Result<()> {
-    let _ = Cli::parse();
-    Ok(())
+#[derive(Subcommand)]
+enum Command {
+    /// The main job: consume, aggregate, write rollups to Postgres exactly once.
+    Run,
+    /// Apply the database migrations (idempotent).
+    Migrate,
+    /// Kafka topic administration.
+    Topics {
+        #[command(subcommand)]
+        action: TopicsAction,
+    },
+    /// Print the effective config (secrets redacted) and exit; non-zero on a bad config.
+    CheckConfig,
+    /// Run an in-process Kafka-protocol broker (librdkafka's mock cluster) until killed; prints
+    /// its bootstrap address (and writes it to --bootstrap-file).
+    DevBroker {
+        #[arg(long, default_value_t = 1)]
+        brokers: i32,
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
+        #[arg(long)]
+        bootstrap_file: Option<PathBuf>,
+    },
+    /// Load generator: produce realistic events with episodes, optionally writing the truth.
+    Emit(perfstream_emit::GenerateArgs),
+}
+
+#[derive(Subcommand)]
+enum TopicsAction {
+    /// Create the input, dead-letter, late and alert topics (partitions, replication,
+    /// retention from config).
+    Create,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let cfg = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("perfstream: invalid configuration:\n{e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    telemetry::init(&cfg.log);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("perfstream: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(dispatch(cli.command, cfg)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("perfstream: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cmd: Command, cfg: Config) -> Result<()> {
+    match cmd {
+        Command::CheckConfig => {
+            print!("{}", cfg.redacted_toml());
+            Ok(())
+        }
+        Command::Migrate => {
+            let store = connect(&cfg).await?;
+            store.migrate().await.context("applying migrations")?;
+            info!("Migrations applied.");
+            Ok(())
+        }
+        Command::Topics { action: TopicsAction::Create } => {
+            let created = perfstream_kafka::create_topics(&cfg.kafka).await.context("creating topics")?;
+            println!("created: {created:?}");
+            Ok(())
+        }
+        Command::DevBroker { brokers, partitions, bootstrap_file } => {
+            let broker = perfstream_kafka::DevBroker::start(brokers, partitions, &cfg.kafka.topics)
+                .context("starting the mock cluster")?;
+            let addr = broker.bootstrap_servers();
+            println!("{addr}");
+            if let Some(f) = bootstrap_file {
+                std::fs::write(&f, &addr).with_context(|| format!("writing {}", f.display()))?;
+            }
+            shutdown_signal().await;
+            Ok(())
+        }
+        Command::Emit(args) => {
+            let summary = perfstream_emit::run(args).await.context("load generator")?;
+            println!("{summary}");
+            Ok(())
+        }
+        Command::Run => run(cfg).await,
+    }
+}
+
+async fn connect(cfg: &Config) -> Result<Store> {
+    Store::connect(&cfg.postgres.url, cfg.postgres.max_connections)
+        .await
+        .with_context(|| format!("connecting to Postgres (postgres.url = {})", config::redact_url(&cfg.postgres.url)))
+}
+
+async fn run(cfg: Config) -> Result<()> {
+    if let Err(e) = cfg.window.validate() {
+        bail!("invalid [window] config: {e}");
+    }
+    let store = connect(&cfg).await?;
+    store.migrate().await.context("applying migrations")?;
+    if cfg.kafka.create_topics {
+        perfstream_kafka::create_topics(&cfg.kafka).await.context("creating topics")?;
+    }
+    if let Some(w) = perfstream_kafka::check_retention(&cfg.kafka, cfg.window.retention_needed()) {
+        warn!("{w}");
+    }
+    let stats = Arc::new(PipelineStats::default());
+    info!(bootstrap = %cfg.kafka.bootstrap_servers, group = %cfg.kafka.group_id, "Starting pipeline.");
+    perfstream_kafka::run_pipeline(
+        cfg.kafka,
+        cfg.pipeline,
+        cfg.window,
+        cfg.decode,
+        store,
+        stats,
+        shutdown_signal(),
+    )
+    .await
+    .context("pipeline")
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
 }

@@ -1,0 +1,20 @@
+use rdkafka::error::KafkaError as RdError;
+use rdkafka::types::RDKafkaErrorCode;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    #[error("kafka client: {0}")]
+    Client(#[source] RdError),
+    #[error("creating topic {topic}: {code}")]
+    CreateTopic { topic: String, code: RDKafkaErrorCode },
+    #[error(
+        "stored resume offset {resume_offset} of {topic}/{partition} is below the log start {log_start}: \
+         {gap} messages expired in Kafka before they were aggregated; set kafka.allow_resume_from_log_start = true \
+         to accept the gap and resume from the log start"
+    )]
+    OffsetGap { topic: String, partition: i32, resume_offset: i64, log_start: i64, gap: i64 },
+    #[error("store: {0}")]
+    Store(#[from] perfstream_store::StoreError),
+    #[error("pipeline thread panicked")]
+    Panicked,
+}

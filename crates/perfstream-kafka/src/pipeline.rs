@@ -1,0 +1,202 @@
+//! The poll loop. It runs on a blocking thread: librdkafka's rebalance callbacks fire inside
+//! `poll`, on that same thread, so all pipeline state lives behind one uncontended mutex in the
+//! consumer context and the callbacks can flush, claim and seek synchronously. Postgres calls
+//! run on the tokio runtime through `Handle::block_on`.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use perfstream_events::{DecodeConfig, Decoder};
+use perfstream_store::Store;
+use perfstream_window::{Engine, WindowConfig};
+use rand::Rng;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use serde::{Deserialize, Serialize};
+use tracing::{info, info_span, warn};
+
+use crate::context::{Core, PipelineContext};
+use crate::routing::Router;
+use crate::stats::PipelineStats;
+use crate::{KafkaError, KafkaSettings};
+
+/// Pipeline behaviour (`[pipeline]`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineSettings {
+    /// How often closed windows and corrections are written. Default 1000 ms.
+    pub flush_interval_ms: u64,
+    /// Messages handled per poll batch (one tracing span each). Default 5000.
+    pub batch_max_messages: usize,
+    /// First retry delay after a failed flush; doubles up to `retry_max_ms`, with jitter.
+    /// Default 100 ms.
+    pub retry_initial_ms: u64,
+    /// Cap of the retry delay. Default 10000 ms.
+    pub retry_max_ms: u64,
+    /// Time a revoke may spend flushing closed windows before it gives up and lets the next
+    /// owner replay them. Default 5000 ms.
+    pub revoke_flush_deadline_ms: u64,
+    /// Identity of this process in `consumer_offsets.owner`. Default: host name + pid.
+    pub owner: Option<String>,
+}
+
+impl Default for PipelineSettings {
+    fn default() -> Self {
+        PipelineSettings {
+            flush_interval_ms: 1000,
+            batch_max_messages: 5000,
+            retry_initial_ms: 100,
+            retry_max_ms: 10_000,
+            revoke_flush_deadline_ms: 5000,
+            owner: None,
+        }
+    }
+}
+
+pub(crate) fn now_us() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+}
+
+fn default_owner() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "host".into());
+    format!("{}:{}:{:08x}", host.trim(), std::process::id(), rand::rng().random::<u32>())
+}
+
+/// Runs the pipeline until `shutdown` resolves: then stops fetching, flushes closed windows,
+/// commits and closes the consumer. Open windows are replayed on restart, never written as if
+/// complete.
+pub async fn run_pipeline(
+    kafka: KafkaSettings,
+    settings: PipelineSettings,
+    window: WindowConfig,
+    decode: DecodeConfig,
+    store: Store,
+    stats: Arc<PipelineStats>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), KafkaError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let handle = tokio::runtime::Handle::current();
+    let owner = settings.owner.clone().unwrap_or_else(default_owner);
+    let router = Router::new(&kafka)?;
+    let core = Core::new(Engine::new(window), Decoder::new(decode), router);
+    let ctx = PipelineContext::new(handle, store, kafka.clone(), settings.clone(), owner, core, stats);
+    let consumer: BaseConsumer<PipelineContext> =
+        kafka.consumer_config().create_with_context(ctx).map_err(KafkaError::Client)?;
+    consumer.subscribe(&kafka.topics.inputs()).map_err(KafkaError::Client)?;
+
+    let stop2 = stop.clone();
+    let worker = tokio::task::spawn_blocking(move || poll_loop(consumer, settings, &stop2));
+    tokio::pin!(shutdown);
+    tokio::pin!(worker);
+    tokio::select! {
+        r = &mut worker => return r.map_err(|_| KafkaError::Panicked)?,
+        () = &mut shutdown => {}
+    }
+    info!("Shutdown requested; flushing closed windows.");
+    stop.store(true, Ordering::SeqCst);
+    worker.await.map_err(|_| KafkaError::Panicked)?
+}
+
+fn poll_loop(
+    consumer: BaseConsumer<PipelineContext>,
+    settings: PipelineSettings,
+    stop: &AtomicBool,
+) -> Result<(), KafkaError> {
+    let ctx = consumer.context().clone();
+    let flush_every = Duration::from_millis(settings.flush_interval_ms);
+    let mut next_flush = Instant::now() + flush_every;
+    let mut backoff = Backoff::new(&settings);
+    let mut paused = false;
+    let result = loop {
+        if stop.load(Ordering::SeqCst) {
+            // Final flush: closed windows only; open ones are replayed by the next owner.
+            break ctx.flush(&consumer, "shutdown").map(|_| ());
+        }
+        // One span per polled batch.
+        let mut n = 0usize;
+        let span = info_span!("batch", messages = tracing::field::Empty);
+        let _g = span.enter();
+        let mut timeout = Duration::from_millis(100).min(next_flush.saturating_duration_since(Instant::now()));
+        while n < settings.batch_max_messages {
+            match consumer.poll(timeout) {
+                None => break,
+                Some(Ok(m)) => {
+                    ctx.handle_message(m.topic(), m.partition(), m.offset(), m.key(), m.payload(), m.timestamp().to_millis());
+                    n += 1;
+                }
+                Some(Err(e)) => {
+                    ctx.broker_error(&e);
+                    break;
+                }
+            }
+            timeout = Duration::ZERO;
+        }
+        span.record("messages", n);
+        drop(_g);
+        if let Some(e) = ctx.take_fatal() {
+            break Err(e);
+        }
+        if ctx.take_rejoin() {
+            // Fenced: leave and rejoin the group so the partitions we still own are claimed anew.
+            consumer.unsubscribe();
+            if let Err(e) = consumer.subscribe(&ctx.input_topics()) {
+                break Err(KafkaError::Client(e));
+            }
+        }
+
+        if Instant::now() < next_flush {
+            continue;
+        }
+        match ctx.flush(&consumer, "interval") {
+            Ok(_) => {
+                backoff.reset();
+                if paused {
+                    ctx.set_paused(&consumer, false);
+                    paused = false;
+                }
+                next_flush = Instant::now() + flush_every;
+            }
+            Err(e) if e.retriable => {
+                // Postgres slow or down: stop fetching so memory stays bounded, keep polling so
+                // the group membership stays alive, retry with capped exponential backoff.
+                if !paused {
+                    ctx.set_paused(&consumer, true);
+                    paused = true;
+                }
+                let delay = backoff.next();
+                warn!(error = %e.source, retry_in_ms = delay.as_millis() as u64, "Flush failed; partitions paused, will retry.");
+                next_flush = Instant::now() + delay;
+            }
+            Err(e) => break Err(e.source),
+        }
+    };
+    // Drop-order pitfall: nothing borrowed from the consumer may outlive it.
+    consumer.unsubscribe();
+    drop(consumer);
+    result
+}
+
+struct Backoff {
+    initial: Duration,
+    max: Duration,
+    current: Duration,
+}
+
+impl Backoff {
+    fn new(s: &PipelineSettings) -> Self {
+        let initial = Duration::from_millis(s.retry_initial_ms.max(1));
+        Backoff { initial, max: Duration::from_millis(s.retry_max_ms.max(s.retry_initial_ms)), current: initial }
+    }
+    fn reset(&mut self) {
+        self.current = self.initial;
+    }
+    /// Full jitter: a random delay in [current/2, current], then doubles up to the cap.
+    fn next(&mut self) -> Duration {
+        let c = self.current;
+        self.current = (self.current * 2).min(self.max);
+        let half = c / 2;
+        half + Duration::from_micros(rand::rng().random_range(0..=half.as_micros().max(1) as u64))
+    }
+}

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian machine with Rust installed:
+#   bash scripts/test.sh
+# Installs what is missing (PostgreSQL server, Python clients), starts a throwaway Postgres and
+# an in-process Kafka-protocol broker (librdkafka's mock cluster, via `perfstream dev-broker`),
+# runs the Rust tests (unit, store, pipeline fault tests) and the cross-language checks, and
+# stops everything on exit. Idempotent; safe to re-run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+log() { printf '\n== %s\n' "$*"; }
+
+log "dependencies"
+if ! command -v pg_ctl >/dev/null && [ ! -x /usr/lib/postgresql/15/bin/pg_ctl ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+fi
+PGBIN=$(dirname "$(command -v pg_ctl || echo /usr/lib/postgresql/15/bin/pg_ctl)")
+[ -x "$PGBIN/initdb" ] || PGBIN=/usr/lib/postgresql/15/bin
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import confluent_kafka, fastavro, hdrhistogram' 2>/dev/null; then
+  python3 -m venv .venv
+  .venv/bin/pip install -q 'confluent-kafka==2.16.1' 'fastavro==1.13.1' 'hdrhistogram==0.10.8'
+fi
+export PY=$ROOT/.venv/bin/python
+NEXTEST=1; cargo nextest --version >/dev/null 2>&1 || NEXTEST=0
+
+WORK=$(mktemp -d /tmp/perfstream-test.XXXXXX)
+chmod 755 "$WORK"
+cleanup() {
+  set +e
+  [ -n "${BROKER_PID:-}" ] && kill "$BROKER_PID" 2>/dev/null
+  [ -d "$WORK/pg" ] && runuser -u postgres -- "$PGBIN/pg_ctl" -D "$WORK/pg" -m immediate stop >/dev/null 2>&1
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+log "postgres (throwaway cluster)"
+PGPORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+mkdir -p "$WORK/pg" && chown postgres:postgres "$WORK/pg"
+runuser -u postgres -- "$PGBIN/initdb" -D "$WORK/pg" -A trust -U postgres --no-sync >/dev/null
+runuser -u postgres -- "$PGBIN/pg_ctl" -D "$WORK/pg" -l "$WORK/pg/log" -w \
+  -o "-c listen_addresses=127.0.0.1 -p $PGPORT -k $WORK/pg -c fsync=off -c max_connections=400" start >/dev/null
+export PGBIN PGPORT
+export DATABASE_URL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
+export PERFSTREAM_TEST_PGDATA="$WORK/pg"
+
+log "build"
+cargo build --workspace --all-targets
+BIN=$ROOT/target/debug/perfstream
+export PERFSTREAM_BIN=$BIN
+
+log "broker (librdkafka mock cluster)"
+"$BIN" dev-broker --partitions 4 --bootstrap-file "$WORK/bootstrap" >"$WORK/broker.log" 2>&1 &
+BROKER_PID=$!
+for _ in $(seq 1 100); do [ -s "$WORK/bootstrap" ] && break; kill -0 "$BROKER_PID" || { cat "$WORK/broker.log"; exit 1; }; sleep 0.1; done
+[ -s "$WORK/bootstrap" ] || { echo "dev broker did not start"; cat "$WORK/broker.log"; exit 1; }
+export PERFSTREAM_TEST_BOOTSTRAP=$(cat "$WORK/bootstrap")
+echo "bootstrap: $PERFSTREAM_TEST_BOOTSTRAP"
+
+log "rust tests"
+export PROPTEST_CASES=${PROPTEST_CASES:-256}
+if [ "$NEXTEST" = 1 ]; then
+  cargo nextest run --workspace --no-fail-fast
+else
+  cargo test --workspace --no-fail-fast
+fi
+
+for t in tests/ci/*.sh; do
+  [ -e "$t" ] || continue
+  log "$t"
+  bash "$t"
+done
+log "all tests passed"
