@@ -60,7 +60,12 @@ impl<'a> Cursor<'a> {
                 return Ok(v);
             }
         }
-        Err(self.truncated(field, 1))
+        // every byte left was a continuation byte: the varint needs at least one more
+        Err(DecodeError::Truncated {
+            field: f(field),
+            needed: 1,
+            remaining: 0,
+        })
     }
 
     /// An Avro `long` (zigzag varint).
