@@ -1,0 +1,91 @@
+//! The store's error type.
+
+use perfstream_events::TimestampUs;
+
+/// Everything a store operation can fail with. Variants name the operation and carry context.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("connecting to Postgres")]
+    Connect(#[source] sqlx::Error),
+
+    #[error("applying migrations")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+
+    #[error("{op} failed")]
+    Db {
+        /// What the store was doing, e.g. "merging query_rollups".
+        op: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+
+    /// The progress compare-and-set found another owner or a newer generation: this process lost
+    /// the partition. The flush was rolled back whole; the caller must stop and re-seek (or drop
+    /// the partition).
+    #[error(
+        "partition {topic}/{partition} is fenced: another owner or a newer generation holds it"
+    )]
+    Fenced { topic: String, partition: i32 },
+
+    #[error(
+        "stored histogram in {table} at window_start_us={window_start_us} does not decode: {reason}"
+    )]
+    CorruptHistogram {
+        table: &'static str,
+        window_start_us: TimestampUs,
+        reason: String,
+    },
+
+    #[error("invalid {column} in {table} at window_start_us={window_start_us}")]
+    InvalidColumn {
+        table: &'static str,
+        column: &'static str,
+        window_start_us: TimestampUs,
+    },
+
+    /// A rollup's window cannot be stored: the base window must be whole seconds, shorter than
+    /// an hour and divide it (so the '1h' tier is made of whole windows), and aligned to it.
+    #[error("rollup window {window_start_us}..{window_end_us} is not storable: {reason}")]
+    InvalidWindow {
+        window_start_us: TimestampUs,
+        window_end_us: TimestampUs,
+        reason: &'static str,
+    },
+
+    /// A test-only fault injected between the statements of a flush (feature `failpoints`).
+    #[error("fault injected at {stage:?}")]
+    Injected { stage: crate::Stage },
+}
+
+impl StoreError {
+    pub(crate) fn db(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+        move |source| StoreError::Db { op, source }
+    }
+
+    /// True when retrying the same operation later can succeed: the connection broke or the
+    /// pool timed out (Postgres down or slow), the server is shutting down, or the transaction
+    /// lost a serialization or deadlock race. Fencing, corrupt data and invalid input are not
+    /// retriable.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            StoreError::Connect(e) | StoreError::Db { source: e, .. } => sqlx_retriable(e),
+            _ => false,
+        }
+    }
+}
+
+fn sqlx_retriable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+            // 08: connection exception; 57P01..03: admin/crash shutdown, cannot connect now;
+            // 40001 serialization failure; 40P01 deadlock detected; 53300 too many connections.
+            c.starts_with("08")
+                || matches!(
+                    &*c,
+                    "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "53300"
+                )
+        }),
+        _ => false,
+    }
+}

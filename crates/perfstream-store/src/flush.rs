@@ -1,0 +1,374 @@
+//! The write path: one transaction per flush, rollups and consumer progress together.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use perfstream_events::TimestampUs;
+use perfstream_window::{Merge, QueryRollup, Rollup, Rollups};
+use sqlx::{PgConnection, Row};
+use tracing::Instrument;
+
+use crate::table::{self, QueryTable, RequestTable, ResourceTable, RowId, Stored, Table, to_ts};
+use crate::{Stage, Store, StoreError};
+
+const HOUR_US: i64 = 3_600_000_000;
+
+/// Everything one pipeline flush commits: closed windows and corrections of every partition in
+/// it, and each partition's new progress.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FlushWrite {
+    pub group_id: String,
+    /// The process identity passed to [`Store::claim_partition`].
+    pub owner: String,
+    pub rollups: Rollups,
+    /// One entry per partition whose events the rollups cover (and partitions whose position
+    /// moved without producing rows).
+    pub progress: Vec<PartitionProgress>,
+}
+
+/// A partition's progress as of this flush (see `consumer_offsets` in the migrations).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionProgress {
+    pub topic: String,
+    pub partition: i32,
+    /// From the [`crate::Claim`] of this partition; the compare-and-set checks it.
+    pub generation: i64,
+    /// Smallest offset still in an open window.
+    pub resume_offset: i64,
+    /// The partition's position at the flush.
+    pub applied_through_offset: i64,
+    pub applied_watermark_us: TimestampUs,
+}
+
+/// Row counts of one table in one flush.
+#[derive(Debug, Default, Clone, Copy)]
+struct Written {
+    inserted: usize,
+    merged: usize,
+}
+
+impl Store {
+    /// Writes one flush in one transaction: new rows by bulk insert, existing rows (late
+    /// corrections, or the same key flushed by another process) merged under row locks taken in
+    /// key order, the query catalog, the tier dirty marks, then a compare-and-set of every
+    /// partition's progress on (owner, generation). Either all of it commits or none of it.
+    ///
+    /// [`StoreError::Fenced`] means this process no longer owns a partition of the flush: the
+    /// transaction rolled back, and the caller must re-seek or drop the partition.
+    pub async fn write_flush(&self, flush: &FlushWrite) -> Result<(), StoreError> {
+        let span = tracing::info_span!(
+            "write_flush",
+            group_id = %flush.group_id,
+            rows = flush.rollups.len(),
+            partitions = flush.progress.len(),
+        );
+        self.write_flush_inner(flush).instrument(span).await
+    }
+
+    async fn write_flush_inner(&self, flush: &FlushWrite) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
+        let query = prepare(&flush.rollups.query)?;
+        let request = prepare(&flush.rollups.request)?;
+        let resource = prepare(&flush.rollups.resource)?;
+        let hours: BTreeSet<TimestampUs> = query
+            .iter()
+            .map(|s| s.rollup.window_start_us)
+            .chain(request.iter().map(|s| s.rollup.window_start_us))
+            .chain(resource.iter().map(|s| s.rollup.window_start_us))
+            .map(|t| t.div_euclid(HOUR_US) * HOUR_US)
+            .collect();
+
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(StoreError::db("beginning a flush transaction"))?;
+        // Lock order, the same for every writer: query rows, request rows, resource rows (each
+        // by primary key), catalog rows by hash, dirty marks by hour, progress rows by
+        // partition. Nothing in a flush takes a lock out of that order, so writers never
+        // deadlock.
+        let q = self.write_table::<QueryTable>(&mut tx, &query).await?;
+        let r = self.write_table::<RequestTable>(&mut tx, &request).await?;
+        let s = self
+            .write_table::<ResourceTable>(&mut tx, &resource)
+            .await?;
+        upsert_catalog(&mut tx, &flush.rollups.query).await?;
+        self.fault(Stage::Catalog)?;
+        mark_hours_dirty(&mut tx, &hours).await?;
+        self.fault(Stage::DirtyMarks)?;
+        compare_and_set_progress(&mut tx, flush).await?;
+        self.fault(Stage::BeforeCommit)?;
+        tx.commit()
+            .await
+            .map_err(StoreError::db("committing a flush"))?;
+        self.fault(Stage::AfterCommit)?;
+        tracing::debug!(
+            inserted = q.inserted + r.inserted + s.inserted,
+            merged = q.merged + r.merged + s.merged,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "Flush committed."
+        );
+        Ok(())
+    }
+
+    /// Fast path, then merge path, for one table. `rows` are sorted by id, without duplicates.
+    async fn write_table<T: Table>(
+        &self,
+        conn: &mut PgConnection,
+        rows: &[Stored<T::Key, T::Figures>],
+    ) -> Result<Written, StoreError> {
+        let mut written = Written::default();
+        if rows.is_empty() {
+            return Ok(written);
+        }
+        let refs: Vec<&Stored<T::Key, T::Figures>> = rows.iter().collect();
+        let inserted = table::insert_new::<T>(conn, &refs).await?;
+        written.inserted = inserted.len();
+        self.fault(Stage::Inserted { table: T::NAME })?;
+        let mut pending: Vec<&Stored<T::Key, T::Figures>> = refs
+            .into_iter()
+            .filter(|s| !inserted.contains(&s.id()))
+            .collect();
+        // A row seen by the insert can be gone by the time it is locked (deleted by retention,
+        // in theory): insert it again. Bounded, because each round needs a concurrent delete.
+        for _ in 0..4 {
+            if pending.is_empty() {
+                break;
+            }
+            let locked = table::lock_existing::<T>(conn, &pending).await?;
+            let mut by_id: HashMap<RowId<T::Key>, Stored<T::Key, T::Figures>> =
+                locked.into_iter().map(|s| (s.id(), s)).collect();
+            let mut merged = Vec::with_capacity(by_id.len());
+            let mut missing = Vec::new();
+            for s in pending {
+                match by_id.remove(&s.id()) {
+                    Some(mut existing) => {
+                        existing.rollup.figures.merge(&s.rollup.figures);
+                        merged.push(existing);
+                    }
+                    None => missing.push(s),
+                }
+            }
+            table::update::<T>(conn, &merged.iter().collect::<Vec<_>>()).await?;
+            written.merged += merged.len();
+            let again = table::insert_new::<T>(conn, &missing).await?;
+            written.inserted += again.len();
+            pending = missing
+                .into_iter()
+                .filter(|s| !again.contains(&s.id()))
+                .collect();
+        }
+        if let Some(s) = pending.first() {
+            return Err(StoreError::InvalidWindow {
+                window_start_us: s.rollup.window_start_us,
+                window_end_us: s.rollup.window_end_us,
+                reason: "row kept disappearing between insert and lock",
+            });
+        }
+        self.fault(Stage::Merged { table: T::NAME })?;
+        Ok(written)
+    }
+}
+
+/// The resolution label of a base window: its length, in minutes when whole ('1m', '5m'),
+/// else seconds ('30s'). Checks the window can be rolled up into hours.
+pub(crate) fn base_resolution(
+    start_us: TimestampUs,
+    end_us: TimestampUs,
+) -> Result<String, StoreError> {
+    let invalid = |reason| StoreError::InvalidWindow {
+        window_start_us: start_us,
+        window_end_us: end_us,
+        reason,
+    };
+    let len = end_us
+        .checked_sub(start_us)
+        .filter(|l| *l > 0)
+        .ok_or(invalid("window_end must be after window_start"))?;
+    if len % 1_000_000 != 0 {
+        return Err(invalid("window length must be whole seconds"));
+    }
+    if len >= HOUR_US || HOUR_US % len != 0 {
+        return Err(invalid("window length must divide one hour and be shorter"));
+    }
+    if start_us.rem_euclid(len) != 0 {
+        return Err(invalid("window must be aligned to the epoch"));
+    }
+    let secs = len / 1_000_000;
+    Ok(if secs % 60 == 0 {
+        format!("{}m", secs / 60)
+    } else {
+        format!("{secs}s")
+    })
+}
+
+/// Labels, sorts by primary key and merges duplicates (two rollups of the same window and key
+/// in one flush), so every statement sees each key once, in the global lock order.
+fn prepare<K, F>(rollups: &[Rollup<K, F>]) -> Result<Vec<Stored<K, F>>, StoreError>
+where
+    K: Ord + Clone,
+    F: Merge + Clone,
+{
+    let mut by_id: BTreeMap<(String, TimestampUs, K), Stored<K, F>> = BTreeMap::new();
+    for r in rollups {
+        let resolution = base_resolution(r.window_start_us, r.window_end_us)?;
+        let id = (resolution.clone(), r.window_start_us, r.key.clone());
+        match by_id.get_mut(&id) {
+            Some(s) => s.rollup.figures.merge(&r.figures),
+            None => {
+                by_id.insert(
+                    id,
+                    Stored {
+                        resolution,
+                        rollup: r.clone(),
+                    },
+                );
+            }
+        }
+    }
+    Ok(by_id.into_values().collect())
+}
+
+/// One catalog row per hash: smallest text, first and last seen.
+async fn upsert_catalog(conn: &mut PgConnection, rows: &[QueryRollup]) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    struct Entry<'a> {
+        query_type: &'static str,
+        text: Option<&'a str>,
+        first: TimestampUs,
+        last: TimestampUs,
+    }
+    let mut by_hash: BTreeMap<&str, Entry<'_>> = BTreeMap::new();
+    for r in rows {
+        let text = r.figures.query_text.as_deref();
+        let e = by_hash.entry(&r.key.query_hash).or_insert(Entry {
+            query_type: r.key.query_type.as_str(),
+            text,
+            first: r.window_start_us,
+            last: r.window_end_us,
+        });
+        e.first = e.first.min(r.window_start_us);
+        e.last = e.last.max(r.window_end_us);
+        e.text = match (e.text, text) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    let hashes: Vec<&str> = by_hash.keys().copied().collect();
+    let types: Vec<&str> = by_hash.values().map(|e| e.query_type).collect();
+    let texts: Vec<Option<&str>> = by_hash.values().map(|e| e.text).collect();
+    let firsts: Vec<_> = by_hash.values().map(|e| to_ts(e.first)).collect();
+    let lasts: Vec<_> = by_hash.values().map(|e| to_ts(e.last)).collect();
+    sqlx::query(
+        "INSERT INTO query_catalog (query_hash, query_type, normalized_text, first_seen, last_seen) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[]) \
+         ON CONFLICT (query_hash) DO UPDATE SET \
+             query_type = EXCLUDED.query_type, \
+             normalized_text = LEAST(query_catalog.normalized_text COLLATE \"C\", \
+                                     EXCLUDED.normalized_text COLLATE \"C\"), \
+             first_seen = LEAST(query_catalog.first_seen, EXCLUDED.first_seen), \
+             last_seen = GREATEST(query_catalog.last_seen, EXCLUDED.last_seen) \
+         WHERE query_catalog.first_seen > EXCLUDED.first_seen \
+            OR query_catalog.last_seen < EXCLUDED.last_seen \
+            OR query_catalog.normalized_text IS DISTINCT FROM \
+               LEAST(query_catalog.normalized_text COLLATE \"C\", EXCLUDED.normalized_text COLLATE \"C\")",
+    )
+    .bind(hashes)
+    .bind(types)
+    .bind(texts)
+    .bind(firsts)
+    .bind(lasts)
+    .execute(&mut *conn)
+    .await
+    .map_err(StoreError::db("upserting the query catalog"))?;
+    Ok(())
+}
+
+/// Marks the hours whose base rows this flush touched, for the tiers job. `DO UPDATE` (not
+/// `DO NOTHING`) so the mark row stays locked until commit: a tiers job that is about to clear
+/// the mark waits for this flush, then rebuilds from rows that include it.
+async fn mark_hours_dirty(
+    conn: &mut PgConnection,
+    hours: &BTreeSet<TimestampUs>,
+) -> Result<(), StoreError> {
+    if hours.is_empty() {
+        return Ok(());
+    }
+    let starts: Vec<_> = hours.iter().map(|h| to_ts(*h)).collect();
+    sqlx::query(
+        "INSERT INTO tier_dirty (tier, period_start) SELECT '1h', p FROM UNNEST($1::timestamptz[]) AS p \
+         ON CONFLICT (tier, period_start) DO UPDATE SET marked_at = now()",
+    )
+    .bind(starts)
+    .execute(&mut *conn)
+    .await
+    .map_err(StoreError::db("marking tier periods dirty"))?;
+    Ok(())
+}
+
+/// Progress of every partition, only where (owner, generation) still match.
+async fn compare_and_set_progress(
+    conn: &mut PgConnection,
+    flush: &FlushWrite,
+) -> Result<(), StoreError> {
+    if flush.progress.is_empty() {
+        return Ok(());
+    }
+    let by_partition: BTreeMap<(&str, i32), &PartitionProgress> = flush
+        .progress
+        .iter()
+        .map(|p| ((p.topic.as_str(), p.partition), p))
+        .collect();
+    let ps: Vec<&PartitionProgress> = by_partition.values().copied().collect();
+    let rows = sqlx::query(
+        "UPDATE consumer_offsets AS o SET resume_offset = u.resume_offset, \
+             applied_through_offset = u.applied_through_offset, \
+             applied_watermark = u.applied_watermark, updated_at = now() \
+         FROM UNNEST($3::text[], $4::int[], $5::bigint[], $6::bigint[], $7::bigint[], $8::timestamptz[]) \
+             AS u(topic, partition, generation, resume_offset, applied_through_offset, applied_watermark) \
+         WHERE o.group_id = $1 AND o.owner = $2 AND o.topic = u.topic \
+           AND o.partition = u.partition AND o.generation = u.generation \
+         RETURNING o.topic, o.partition",
+    )
+    .bind(&flush.group_id)
+    .bind(&flush.owner)
+    .bind(ps.iter().map(|p| p.topic.as_str()).collect::<Vec<_>>())
+    .bind(ps.iter().map(|p| p.partition).collect::<Vec<_>>())
+    .bind(ps.iter().map(|p| p.generation).collect::<Vec<_>>())
+    .bind(ps.iter().map(|p| p.resume_offset).collect::<Vec<_>>())
+    .bind(ps.iter().map(|p| p.applied_through_offset).collect::<Vec<_>>())
+    .bind(ps.iter().map(|p| to_ts(p.applied_watermark_us)).collect::<Vec<_>>())
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(StoreError::db("updating consumer progress"))?;
+    if rows.len() == ps.len() {
+        return Ok(());
+    }
+    let mut updated = BTreeSet::new();
+    for r in &rows {
+        let topic: String = r
+            .try_get(0)
+            .map_err(StoreError::db("updating consumer progress"))?;
+        let partition: i32 = r
+            .try_get(1)
+            .map_err(StoreError::db("updating consumer progress"))?;
+        updated.insert((topic, partition));
+    }
+    let fenced = ps
+        .iter()
+        .find(|p| !updated.contains(&(p.topic.clone(), p.partition)))
+        .map(|p| (p.topic.clone(), p.partition))
+        .unwrap_or_default();
+    tracing::warn!(
+        group_id = %flush.group_id,
+        owner = %flush.owner,
+        topic = %fenced.0,
+        partition = fenced.1,
+        "Progress compare-and-set refused: partition is owned elsewhere; rolling back the flush."
+    );
+    Err(StoreError::Fenced {
+        topic: fenced.0,
+        partition: fenced.1,
+    })
+}

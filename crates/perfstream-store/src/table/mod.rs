@@ -1,0 +1,305 @@
+//! The three rollup tables behind one interface: how a row is encoded into the column arrays of
+//! an `UNNEST` statement, how a stored row decodes back into a [`Rollup`], and the statements
+//! built once from each table's column list. The column list is static schema, never data, so
+//! building SQL text from it is safe; every value goes through a bind.
+
+mod columns;
+mod latency;
+mod query;
+mod request;
+mod resource;
+
+use std::collections::HashSet;
+use std::hash::Hash;
+use std::sync::Arc;
+
+use perfstream_events::TimestampUs;
+use perfstream_window::{Merge, Rollup};
+use sqlx::postgres::PgRow;
+use sqlx::{AssertSqlSafe, PgConnection, Row};
+
+pub(crate) use columns::{ColType, Encoder, from_ts, to_ts};
+pub(crate) use query::QueryTable;
+pub(crate) use request::RequestTable;
+pub(crate) use resource::ResourceTable;
+
+use crate::StoreError;
+
+/// A row's identity: the primary key.
+pub(crate) type RowId<K> = (String, TimestampUs, K);
+
+/// One row to write: its resolution label and the rollup.
+pub(crate) struct Stored<K, F> {
+    pub resolution: String,
+    pub rollup: Rollup<K, F>,
+}
+
+impl<K: Clone, F> Stored<K, F> {
+    pub fn id(&self) -> RowId<K> {
+        (
+            self.resolution.clone(),
+            self.rollup.window_start_us,
+            self.rollup.key.clone(),
+        )
+    }
+}
+
+/// A rollup table.
+pub(crate) trait Table: Send + Sync + 'static {
+    type Key: Ord + Clone + Eq + Hash + Send + Sync;
+    type Figures: Merge + Clone + Send + Sync;
+    const NAME: &'static str;
+
+    /// Columns after `resolution, window_start, window_end`: key columns first, then figures.
+    fn columns() -> &'static [(String, ColType)];
+    /// How many of [`Table::columns`] are key columns.
+    const KEY_COLS: usize;
+    /// The statements, built once.
+    fn sql() -> &'static TableSql;
+
+    /// Appends the key and figure values of `r` (in [`Table::columns`] order).
+    fn encode(enc: &mut Encoder, r: &Rollup<Self::Key, Self::Figures>);
+    /// The key of a returned or selected row.
+    fn decode_key(row: &PgRow) -> Result<Self::Key, StoreError>;
+    /// The figures of a selected row (all columns).
+    fn decode_figures(
+        row: &PgRow,
+        window_start_us: TimestampUs,
+    ) -> Result<Self::Figures, StoreError>;
+}
+
+/// Statements of one table, built from its column list.
+pub(crate) struct TableSql {
+    /// Bulk insert of new rows; returns the ids of the rows it inserted.
+    pub insert: Arc<str>,
+    /// Bulk upsert that overwrites existing rows (tier rebuilds).
+    pub overwrite: Arc<str>,
+    /// Locks existing rows by id, in the order of the id arrays.
+    pub lock: Arc<str>,
+    /// Bulk update of existing rows by id.
+    pub update: Arc<str>,
+    /// Rows of one resolution in a window_start range.
+    pub select_range: Arc<str>,
+    /// Base-tier rows (any resolution but '1h' and '1d') in a window_start range.
+    pub select_base_range: Arc<str>,
+}
+
+impl TableSql {
+    pub fn build(table: &str, cols: &[(String, ColType)], key_cols: usize) -> TableSql {
+        let mut all: Vec<(&str, ColType)> = vec![
+            ("resolution", ColType::Text),
+            ("window_start", ColType::Ts),
+            ("window_end", ColType::Ts),
+        ];
+        all.extend(cols.iter().map(|(n, t)| (n.as_str(), *t)));
+        let names: Vec<&str> = all.iter().map(|(n, _)| *n).collect();
+        let id: Vec<&str> = ["resolution", "window_start"]
+            .into_iter()
+            .chain(cols[..key_cols].iter().map(|(n, _)| n.as_str()))
+            .collect();
+        let id_types: Vec<ColType> = [ColType::Text, ColType::Ts]
+            .into_iter()
+            .chain(cols[..key_cols].iter().map(|(_, t)| *t))
+            .collect();
+        let unnest = |types: &mut dyn Iterator<Item = ColType>| {
+            types
+                .enumerate()
+                .map(|(i, t)| format!("${}::{}[]", i + 1, t.pg_type()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let all_unnest = unnest(&mut all.iter().map(|(_, t)| *t));
+        let id_unnest = unnest(&mut id_types.iter().copied());
+        let col_list = names.join(", ");
+        let id_list = id.join(", ");
+        let id_match = |a: &str, b: &str| {
+            id.iter()
+                .map(|c| format!("{a}.{c} = {b}.{c}"))
+                .collect::<Vec<_>>()
+                .join(" AND ")
+        };
+        let non_id: Vec<&str> = names.iter().copied().filter(|n| !id.contains(n)).collect();
+        let set_from = |src: &str| {
+            non_id
+                .iter()
+                .map(|c| format!("{c} = {src}.{c}"))
+                .chain(std::iter::once("updated_at = now()".to_owned()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let insert = format!(
+            "INSERT INTO {table} ({col_list}) SELECT * FROM UNNEST({all_unnest}) \
+             ON CONFLICT DO NOTHING RETURNING {id_list}"
+        );
+        let overwrite = format!(
+            "INSERT INTO {table} ({col_list}) SELECT * FROM UNNEST({all_unnest}) \
+             ON CONFLICT ({id_list}) DO UPDATE SET {}",
+            set_from("EXCLUDED")
+        );
+        let lock = format!(
+            "SELECT r.* FROM UNNEST({id_unnest}) WITH ORDINALITY AS k({id_list}, ord) \
+             JOIN {table} r ON {} ORDER BY k.ord FOR UPDATE OF r",
+            id_match("r", "k")
+        );
+        let update = format!(
+            "UPDATE {table} AS r SET {} FROM UNNEST({all_unnest}) AS u({col_list}) WHERE {}",
+            set_from("u"),
+            id_match("r", "u")
+        );
+        let select_range = format!(
+            "SELECT * FROM {table} WHERE resolution = $1 AND window_start >= $2 AND window_start < $3"
+        );
+        let select_base_range = format!(
+            "SELECT * FROM {table} WHERE resolution NOT IN ('1h', '1d') \
+             AND window_start >= $1 AND window_start < $2"
+        );
+        TableSql {
+            insert: insert.into(),
+            overwrite: overwrite.into(),
+            lock: lock.into(),
+            update: update.into(),
+            select_range: select_range.into(),
+            select_base_range: select_base_range.into(),
+        }
+    }
+}
+
+fn encode_rows<T: Table>(rows: &[&Stored<T::Key, T::Figures>]) -> Encoder {
+    let mut enc = Encoder::new(
+        [ColType::Text, ColType::Ts, ColType::Ts]
+            .into_iter()
+            .chain(T::columns().iter().map(|(_, t)| *t)),
+        rows.len(),
+    );
+    for s in rows {
+        enc.text(&s.resolution);
+        enc.ts(s.rollup.window_start_us);
+        enc.ts(s.rollup.window_end_us);
+        T::encode(&mut enc, &s.rollup);
+        enc.end_row();
+    }
+    enc
+}
+
+fn decode_id<T: Table>(row: &PgRow) -> Result<RowId<T::Key>, StoreError> {
+    let resolution: String = row.try_get("resolution").map_err(StoreError::db(T::NAME))?;
+    let start = from_ts(
+        row.try_get("window_start")
+            .map_err(StoreError::db(T::NAME))?,
+    );
+    Ok((resolution, start, T::decode_key(row)?))
+}
+
+/// Decodes a whole stored row.
+pub(crate) fn decode_row<T: Table>(row: &PgRow) -> Result<Stored<T::Key, T::Figures>, StoreError> {
+    let (resolution, window_start_us, key) = decode_id::<T>(row)?;
+    let window_end_us = from_ts(row.try_get("window_end").map_err(StoreError::db(T::NAME))?);
+    let figures = T::decode_figures(row, window_start_us)?;
+    Ok(Stored {
+        resolution,
+        rollup: Rollup {
+            window_start_us,
+            window_end_us,
+            key,
+            figures,
+        },
+    })
+}
+
+/// Inserts the rows that do not exist yet; returns the ids it inserted. Rows must be sorted by
+/// id: inserts take their locks in array order, and a global order is what keeps two writers
+/// from deadlocking.
+pub(crate) async fn insert_new<T: Table>(
+    conn: &mut PgConnection,
+    rows: &[&Stored<T::Key, T::Figures>],
+) -> Result<HashSet<RowId<T::Key>>, StoreError> {
+    if rows.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let q = encode_rows::<T>(rows).bind_all(sqlx::query(AssertSqlSafe(T::sql().insert.clone())));
+    let returned = q
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(StoreError::db("inserting rollups"))?;
+    returned.iter().map(decode_id::<T>).collect()
+}
+
+/// Inserts or overwrites rows (tier rebuilds).
+pub(crate) async fn overwrite<T: Table>(
+    conn: &mut PgConnection,
+    rows: &[&Stored<T::Key, T::Figures>],
+) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    encode_rows::<T>(rows)
+        .bind_all(sqlx::query(AssertSqlSafe(T::sql().overwrite.clone())))
+        .execute(&mut *conn)
+        .await
+        .map_err(StoreError::db("overwriting tier rollups"))?;
+    Ok(())
+}
+
+/// Locks the stored rows with these ids (sorted), `SELECT ... FOR UPDATE` in the given order,
+/// and returns them decoded. Ids with no stored row are absent from the result.
+pub(crate) async fn lock_existing<T: Table>(
+    conn: &mut PgConnection,
+    rows: &[&Stored<T::Key, T::Figures>],
+) -> Result<Vec<Stored<T::Key, T::Figures>>, StoreError> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let enc = encode_rows::<T>(rows);
+    // Id columns: resolution, window_start, then the keys (window_end is column 2).
+    let ids = std::iter::once(0).chain(1..2).chain(3..3 + T::KEY_COLS);
+    let locked = enc
+        .bind_some(sqlx::query(AssertSqlSafe(T::sql().lock.clone())), ids)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(StoreError::db("locking existing rollups"))?;
+    locked.iter().map(decode_row::<T>).collect()
+}
+
+/// Overwrites the figures of existing rows.
+pub(crate) async fn update<T: Table>(
+    conn: &mut PgConnection,
+    rows: &[&Stored<T::Key, T::Figures>],
+) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    encode_rows::<T>(rows)
+        .bind_all(sqlx::query(AssertSqlSafe(T::sql().update.clone())))
+        .execute(&mut *conn)
+        .await
+        .map_err(StoreError::db("updating merged rollups"))?;
+    Ok(())
+}
+
+/// Reads rows in `[from, to)` of one resolution, or of the base tier when `resolution` is None.
+pub(crate) async fn select_range<T: Table>(
+    conn: &mut PgConnection,
+    resolution: Option<&str>,
+    from_us: TimestampUs,
+    to_us: TimestampUs,
+) -> Result<Vec<Stored<T::Key, T::Figures>>, StoreError> {
+    let rows = match resolution {
+        Some(r) => {
+            sqlx::query(AssertSqlSafe(T::sql().select_range.clone()))
+                .bind(r)
+                .bind(to_ts(from_us))
+                .bind(to_ts(to_us))
+                .fetch_all(&mut *conn)
+                .await
+        }
+        None => {
+            sqlx::query(AssertSqlSafe(T::sql().select_base_range.clone()))
+                .bind(to_ts(from_us))
+                .bind(to_ts(to_us))
+                .fetch_all(&mut *conn)
+                .await
+        }
+    }
+    .map_err(StoreError::db("reading rollups"))?;
+    rows.iter().map(decode_row::<T>).collect()
+}
