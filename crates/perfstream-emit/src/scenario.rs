@@ -1,0 +1,196 @@
+//! The pure description of a generated run: everything that shapes the events, nothing about
+//! where they go. Same scenario, same messages.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything the generation core needs; built from [`crate::GenerateArgs::scenario`] or by hand.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scenario {
+    /// Random seed.
+    pub seed: u64,
+    /// Event time of the first regular event, microseconds since the epoch, UTC.
+    pub start_us: i64,
+    /// Regular events per second of event time (and of wall time when paced).
+    pub rate: f64,
+    /// Number of regular (query and request) events.
+    pub count: u64,
+    pub services: u32,
+    /// Instances per service.
+    pub instances: u32,
+    /// Endpoints per service.
+    pub endpoints: u32,
+    /// Query hashes per service.
+    pub query_hashes: u32,
+    pub zipf_exponent: f64,
+    pub query_share: f64,
+    pub error_rate: f64,
+    pub window_us: i64,
+    pub allowed_lateness_us: i64,
+    pub correction_horizon_us: i64,
+    pub resource_interval_us: i64,
+    pub out_of_order: f64,
+    pub late: f64,
+    pub too_late: u64,
+    pub malformed: f64,
+    pub episodes: Vec<EpisodeKind>,
+    pub episodes_from: f64,
+    pub episodes_to: f64,
+    pub topics: Topics,
+}
+
+impl Scenario {
+    /// A small scenario for tests: 1000 regular events at 1000/s from 2026-01-01T00:00:00Z.
+    pub fn small(seed: u64) -> Scenario {
+        Scenario {
+            seed,
+            start_us: 1_767_225_600_000_000,
+            rate: 1000.0,
+            count: 1000,
+            services: 3,
+            instances: 2,
+            endpoints: 8,
+            query_hashes: 40,
+            zipf_exponent: 1.1,
+            query_share: 0.6,
+            error_rate: 0.002,
+            window_us: 60_000_000,
+            allowed_lateness_us: 5_000_000,
+            correction_horizon_us: 3_600_000_000,
+            resource_interval_us: 10_000_000,
+            out_of_order: 0.05,
+            late: 0.01,
+            too_late: 5,
+            malformed: 0.001,
+            episodes: EpisodeKind::ALL.to_vec(),
+            episodes_from: 0.25,
+            episodes_to: 0.6,
+            topics: Topics::default(),
+        }
+    }
+
+    /// Event-time span of the regular events, microseconds.
+    pub fn span_us(&self) -> i64 {
+        self.sched_offset_us(self.count)
+    }
+
+    /// Offset of regular event `i` from the start, microseconds.
+    pub fn sched_offset_us(&self, i: u64) -> i64 {
+        (i as f64 * 1e6 / self.rate).floor() as i64
+    }
+
+    pub fn topic(&self, kind: TopicKind) -> &str {
+        match kind {
+            TopicKind::Query => &self.topics.query,
+            TopicKind::Request => &self.topics.request,
+            TopicKind::Resource => &self.topics.resource,
+        }
+    }
+}
+
+/// Names of the three input topics.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Topics {
+    pub query: String,
+    pub request: String,
+    pub resource: String,
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Topics {
+            query: "perf.query".into(),
+            request: "perf.request".into(),
+            resource: "perf.resource".into(),
+        }
+    }
+}
+
+/// Which input topic a message goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TopicKind {
+    Query,
+    Request,
+    Resource,
+}
+
+impl TopicKind {
+    pub const ALL: [TopicKind; 3] = [Self::Query, Self::Request, Self::Resource];
+}
+
+/// The kinds of injected trouble, each aimed at alert rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EpisodeKind {
+    /// One query hash runs 1.2 to 3 s (over the 1 s slow-query threshold).
+    SlowQuery,
+    /// One instance's pool at its maximum, with waiters and long waits.
+    PoolSaturation,
+    /// One instance's memory rises linearly from ~45 % to ~95 % of its limit.
+    MemoryRamp,
+    /// One instance's active connections rise from ~20 % to ~85 % of the pool while its
+    /// request rate stays flat.
+    ConnectionLeak,
+    /// One instance's `query_cache` hit ratio drops from ~95 % to ~40 %.
+    CacheDrop,
+    /// One endpoint answers in 0.7 to 1.8 s (over the 500 ms p95 SLA).
+    SlaBreach,
+}
+
+impl EpisodeKind {
+    pub const ALL: [EpisodeKind; 6] = [
+        Self::SlowQuery,
+        Self::PoolSaturation,
+        Self::MemoryRamp,
+        Self::ConnectionLeak,
+        Self::CacheDrop,
+        Self::SlaBreach,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SlowQuery => "slow_query",
+            Self::PoolSaturation => "pool_saturation",
+            Self::MemoryRamp => "memory_ramp",
+            Self::ConnectionLeak => "connection_leak",
+            Self::CacheDrop => "cache_drop",
+            Self::SlaBreach => "sla_breach",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The alert rule the episode is aimed at (its main expected alert).
+    pub fn rule(self) -> &'static str {
+        self.rules()[0]
+    }
+
+    /// Every alert rule the episode is expected to fire, main rule first.
+    pub fn rules(self) -> &'static [&'static str] {
+        match self {
+            Self::SlowQuery => &["slow_query"],
+            Self::PoolSaturation => &["pool_utilization", "pool_exhaustion"],
+            Self::MemoryRamp => &["memory_leak", "memory_utilization"],
+            Self::ConnectionLeak => &["connection_leak"],
+            Self::CacheDrop => &["cache_hit_ratio"],
+            Self::SlaBreach => &["endpoint_sla"],
+        }
+    }
+}
+
+/// One injected episode: what, on which key, and when (event time, `[start_us, end_us)`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Episode {
+    pub kind: EpisodeKind,
+    /// The main alert rule it is aimed at.
+    pub rule: String,
+    /// Every alert rule it is expected to fire.
+    pub rules: Vec<String>,
+    /// The key of the affected series: `service` plus the rule's key fields.
+    pub labels: BTreeMap<String, String>,
+    pub start_us: i64,
+    pub end_us: i64,
+}
