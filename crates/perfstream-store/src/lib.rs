@@ -31,11 +31,15 @@
 
 mod error;
 mod flush;
+mod retention;
 mod store;
 mod table;
+mod tiers;
 
 pub use error::StoreError;
 pub use flush::{FlushWrite, PartitionProgress};
+pub use retention::{Retention, RetentionReport};
 #[cfg(feature = "failpoints")]
 pub use store::FaultHook;
 pub use store::{Claim, MIGRATOR, Stage, Store};
+pub use tiers::TierReport;

@@ -82,6 +82,12 @@ pub(crate) struct TableSql {
     pub select_range: Arc<str>,
     /// Base-tier rows (any resolution but '1h' and '1d') in a window_start range.
     pub select_base_range: Arc<str>,
+    /// Deletes the rows of one resolution and window_start (a tier period being rebuilt).
+    pub delete_period: Arc<str>,
+    /// One batch of expired rows of one resolution.
+    pub delete_expired: Arc<str>,
+    /// One batch of expired base-tier rows.
+    pub delete_expired_base: Arc<str>,
 }
 
 impl TableSql {
@@ -153,7 +159,20 @@ impl TableSql {
             "SELECT * FROM {table} WHERE resolution NOT IN ('1h', '1d') \
              AND window_start >= $1 AND window_start < $2"
         );
+        let delete_period =
+            format!("DELETE FROM {table} WHERE resolution = $1 AND window_start = $2");
+        let delete_expired = format!(
+            "DELETE FROM {table} WHERE ctid IN (SELECT ctid FROM {table} WHERE resolution = $1 \
+             AND window_start < $2 AND window_end <= $2 LIMIT $3)"
+        );
+        let delete_expired_base = format!(
+            "DELETE FROM {table} WHERE ctid IN (SELECT ctid FROM {table} \
+             WHERE resolution NOT IN ('1h', '1d') AND window_start < $1 AND window_end <= $1 LIMIT $2)"
+        );
         TableSql {
+            delete_period: delete_period.into(),
+            delete_expired: delete_expired.into(),
+            delete_expired_base: delete_expired_base.into(),
             insert: insert.into(),
             overwrite: overwrite.into(),
             lock: lock.into(),
@@ -302,4 +321,48 @@ pub(crate) async fn select_range<T: Table>(
     }
     .map_err(StoreError::db("reading rollups"))?;
     rows.iter().map(decode_row::<T>).collect()
+}
+
+/// Deletes the rows of one resolution and window_start.
+pub(crate) async fn delete_period<T: Table>(
+    conn: &mut PgConnection,
+    resolution: &str,
+    start_us: TimestampUs,
+) -> Result<(), StoreError> {
+    sqlx::query(AssertSqlSafe(T::sql().delete_period.clone()))
+        .bind(resolution)
+        .bind(to_ts(start_us))
+        .execute(&mut *conn)
+        .await
+        .map_err(StoreError::db("deleting a tier period"))?;
+    Ok(())
+}
+
+/// Deletes at most `batch` rows of a resolution (`None`: the base tier) whose window ended at
+/// or before `cutoff_us`; returns how many it deleted.
+pub(crate) async fn delete_expired<T: Table>(
+    pool: &sqlx::PgPool,
+    resolution: Option<&str>,
+    cutoff_us: TimestampUs,
+    batch: i64,
+) -> Result<u64, StoreError> {
+    let r = match resolution {
+        Some(r) => {
+            sqlx::query(AssertSqlSafe(T::sql().delete_expired.clone()))
+                .bind(r)
+                .bind(to_ts(cutoff_us))
+                .bind(batch)
+                .execute(pool)
+                .await
+        }
+        None => {
+            sqlx::query(AssertSqlSafe(T::sql().delete_expired_base.clone()))
+                .bind(to_ts(cutoff_us))
+                .bind(batch)
+                .execute(pool)
+                .await
+        }
+    }
+    .map_err(StoreError::db("deleting expired rollups"))?;
+    Ok(r.rows_affected())
 }
