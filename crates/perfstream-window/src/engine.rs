@@ -1,0 +1,303 @@
+//! [`Engine`]: records events into per-partition window state, advances the watermark, and
+//! flushes closed windows and corrections as rollups.
+
+use std::collections::BTreeMap;
+
+use perfstream_events::Event;
+
+use crate::config::{ConfigError, Micros, WindowConfig};
+use crate::flush::{Counters, Flush, PartitionId, PartitionProgress};
+use crate::hdr::HdrLayout;
+use crate::key::{PackedKey, encode_query, encode_request, encode_resource};
+use crate::partition::{PartitionState, ResumeState};
+use crate::rollup::{Rollup, Rollups};
+use crate::series::Series;
+use crate::watermark;
+use crate::window::{SeriesMap, WindowState, upsert};
+
+/// What happened to a recorded event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordOutcome {
+    /// Aggregated into an open window.
+    Aggregated,
+    /// Its window had closed; aggregated into a correction emitted with the next flush.
+    Correction,
+    /// A replayed event whose window is already stored; nothing to do.
+    Skipped,
+    /// Its window closed more than the correction horizon ago: the caller routes the original
+    /// message to the late topic.
+    TooLate,
+    /// Its event time is further ahead of its arrival than `max_future_skew`: refused so it
+    /// cannot move the watermark; the caller routes it like a too-late event.
+    Future,
+}
+
+/// Misuse of the engine by its caller.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WindowError {
+    #[error("partition {partition:?} is not assigned to the window engine")]
+    NotAssigned { partition: PartitionId },
+}
+
+/// The window engine of one pipeline. Deterministic: its output depends only on the calls made.
+#[derive(Debug)]
+pub struct Engine {
+    config: WindowConfig,
+    us: Micros,
+    layout: HdrLayout,
+    partitions: BTreeMap<PartitionId, PartitionState>,
+    /// Operator watermark; only ever moves forward.
+    watermark_us: Option<i64>,
+    live_series: usize,
+    counters: Counters,
+    /// Packed key of the event being recorded, reused so lookups allocate nothing.
+    scratch: Vec<u8>,
+}
+
+/// Start and (exclusive) end of the window holding `t`.
+pub fn window_of(t_us: i64, window_us: i64) -> (i64, i64) {
+    let start = t_us.saturating_sub(t_us.rem_euclid(window_us));
+    (start, start.saturating_add(window_us))
+}
+
+impl Engine {
+    pub fn new(config: WindowConfig) -> Result<Self, ConfigError> {
+        let us = config.validate()?;
+        Ok(Engine {
+            layout: HdrLayout::new(config.significant_digits),
+            config,
+            us,
+            partitions: BTreeMap::new(),
+            watermark_us: None,
+            live_series: 0,
+            counters: Counters::default(),
+            scratch: Vec::with_capacity(128),
+        })
+    }
+
+    pub fn config(&self) -> &WindowConfig {
+        &self.config
+    }
+
+    /// The operator watermark: windows ending at or before it are closed.
+    pub fn watermark_us(&self) -> Option<i64> {
+        self.watermark_us
+    }
+
+    /// Series held right now (open windows and pending corrections of every partition).
+    pub fn live_series(&self) -> usize {
+        self.live_series
+    }
+
+    /// Starts (or restarts) tracking a partition. After a restart the caller seeks to the stored
+    /// resume offset and replays: events below `applied_through_offset` whose window ends at or
+    /// before `applied_watermark_us` are skipped as already stored, and the partition's
+    /// watermark starts at `applied_watermark_us`. Replaces any state the partition had.
+    pub fn assign(&mut self, partition: PartitionId, resume: ResumeState) {
+        self.revoke(partition);
+        self.partitions
+            .insert(partition, PartitionState::new(resume));
+    }
+
+    /// Drops a partition's open windows and pending corrections: its next owner replays them
+    /// from the resume offset stored with the last flush. Returns whether it was assigned.
+    pub fn revoke(&mut self, partition: PartitionId) -> bool {
+        match self.partitions.remove(&partition) {
+            Some(p) => {
+                self.live_series -= p.series_count();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Records one event read from `partition` at `offset`. `arrival_us` is when it arrived by
+    /// the caller's clock (or its Kafka timestamp): it keeps the partition from being idle and
+    /// bounds how far ahead the event time may be.
+    pub fn record(
+        &mut self,
+        partition: PartitionId,
+        offset: i64,
+        event: &Event,
+        arrival_us: i64,
+    ) -> Result<RecordOutcome, WindowError> {
+        let Engine {
+            us,
+            layout,
+            partitions,
+            watermark_us,
+            live_series,
+            counters,
+            scratch,
+            config,
+        } = self;
+        let p = partitions
+            .get_mut(&partition)
+            .ok_or(WindowError::NotAssigned { partition })?;
+        p.last_arrival_us = p.last_arrival_us.max(Some(arrival_us));
+        p.next_offset = p.next_offset.max(Some(offset.saturating_add(1)));
+        let c = counters.kind_mut(event.kind());
+        let t = event.time_us();
+        if t > arrival_us.saturating_add(us.max_future_skew) {
+            c.future += 1;
+            return Ok(RecordOutcome::Future);
+        }
+        p.max_event_us = p.max_event_us.max(Some(t));
+        let (start, end) = window_of(t, us.window);
+        let stored_through = p.stored_through_us();
+        if p.is_replay(offset) && stored_through.is_some_and(|s| end <= s) {
+            c.skipped += 1;
+            return Ok(RecordOutcome::Skipped);
+        }
+        let closed_through = (*watermark_us).max(stored_through);
+        let (windows, outcome) = match closed_through {
+            Some(through) if end <= through => {
+                if end.saturating_add(us.correction_horizon) <= through {
+                    c.too_late += 1;
+                    return Ok(RecordOutcome::TooLate);
+                }
+                c.corrections += 1;
+                (&mut p.corrections, RecordOutcome::Correction)
+            }
+            _ => {
+                c.aggregated += 1;
+                (&mut p.open, RecordOutcome::Aggregated)
+            }
+        };
+        let w = windows
+            .entry(start)
+            .or_insert_with(|| WindowState::new(offset));
+        w.min_offset = w.min_offset.min(offset);
+        let cap = config.max_series;
+        let (clamped, overflow) = match event {
+            Event::Query(e) => {
+                encode_query(scratch, e, config.tenant_dimension);
+                let (s, of) = upsert(&mut w.query, scratch, &e.service, live_series, cap);
+                (s.record(e, layout), of)
+            }
+            Event::Request(e) => {
+                encode_request(scratch, e);
+                let (s, of) = upsert(&mut w.request, scratch, &e.service, live_series, cap);
+                (s.record(e, layout), of)
+            }
+            Event::Resource(e) => {
+                encode_resource(scratch, e);
+                let (s, of) = upsert(&mut w.resource, scratch, &e.service, live_series, cap);
+                s.record(e);
+                (false, of)
+            }
+        };
+        c.clamped += u64::from(clamped);
+        c.overflow += u64::from(overflow);
+        Ok(outcome)
+    }
+
+    /// Recomputes the operator watermark at the caller's time `now_us` and returns it. A
+    /// partition with no message for `idle_timeout` (or, if it never had one, for that long since
+    /// the first `advance` after its `assign`) stops holding it back.
+    pub fn advance(&mut self, now_us: i64) -> Option<i64> {
+        let (lateness, idle) = (self.us.allowed_lateness, self.us.idle_timeout);
+        let marks = self
+            .partitions
+            .values_mut()
+            .map(|p| p.mark(now_us, lateness, idle));
+        self.watermark_us = watermark::combine(self.watermark_us, marks);
+        self.watermark_us
+    }
+
+    /// Takes every window that closed (all partitions merged, each emitted once), every pending
+    /// correction, the progress to store per partition and the counters since the last flush.
+    pub fn flush(&mut self) -> Flush {
+        let window = self.us.window;
+        let mut closed: BTreeMap<i64, WindowState> = BTreeMap::new();
+        let mut corrections: BTreeMap<i64, WindowState> = BTreeMap::new();
+        let mut progress = Vec::with_capacity(self.partitions.len());
+        for (&id, p) in &mut self.partitions {
+            let through = self.watermark_us.max(p.stored_through_us());
+            if let Some(through) = through {
+                // Window [start, start + window) is closed when start + window <= through.
+                let still_open = p
+                    .open
+                    .split_off(&through.saturating_sub(window).saturating_add(1));
+                for (start, w) in std::mem::replace(&mut p.open, still_open) {
+                    self.live_series -= w.series_count();
+                    merge_into(&mut closed, start, w, &self.layout);
+                }
+            }
+            for (start, w) in std::mem::take(&mut p.corrections) {
+                self.live_series -= w.series_count();
+                merge_into(&mut corrections, start, w, &self.layout);
+            }
+            if let (Some(next), Some(resume)) = (p.next_offset, p.resume_offset()) {
+                progress.push(PartitionProgress {
+                    partition: id,
+                    resume_offset: resume,
+                    applied_through_offset: next,
+                    applied_watermark_us: through,
+                });
+            }
+        }
+        let sigfig = self.config.significant_digits;
+        Flush {
+            watermark_us: self.watermark_us,
+            closed: materialize(closed, window, &self.layout, sigfig),
+            corrections: materialize(corrections, window, &self.layout, sigfig),
+            progress,
+            counters: std::mem::take(&mut self.counters),
+            live_series: self.live_series,
+        }
+    }
+}
+
+fn merge_into(
+    acc: &mut BTreeMap<i64, WindowState>,
+    start: i64,
+    w: WindowState,
+    layout: &HdrLayout,
+) {
+    acc.entry(start)
+        .or_insert_with(|| WindowState::new(i64::MAX))
+        .absorb(w, layout);
+}
+
+fn materialize(
+    windows: BTreeMap<i64, WindowState>,
+    window_us: i64,
+    layout: &HdrLayout,
+    sigfig: u8,
+) -> Rollups {
+    let mut out = Rollups::default();
+    for (start, w) in windows {
+        let end = start.saturating_add(window_us);
+        emit(&mut out.query, start, end, w.query, layout, sigfig);
+        emit(&mut out.request, start, end, w.request, layout, sigfig);
+        emit(&mut out.resource, start, end, w.resource, layout, sigfig);
+    }
+    out
+}
+
+/// Appends one window's rollups of one kind, sorted by key.
+fn emit<S: Series>(
+    out: &mut Vec<Rollup<S::Key, S::Figures>>,
+    start: i64,
+    end: i64,
+    series: SeriesMap<S>,
+    layout: &HdrLayout,
+    sigfig: u8,
+) {
+    let first = out.len();
+    out.extend(series.into_iter().map(|(k, s)| Rollup {
+        window_start_us: start,
+        window_end_us: end,
+        key: S::Key::decode(&k),
+        figures: s.into_figures(layout, sigfig),
+    }));
+    out[first..].sort_unstable_by(|a, b| a.key.cmp(&b.key));
+}
+
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+pub(crate) mod test_support;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,494 @@
+//! Edge cases of the engine, each driven by explicit timestamps.
+
+use std::time::Duration;
+
+use super::test_support::*;
+use crate::{
+    Engine, OVERFLOW_KEY, PartitionProgress, RecordOutcome, ResumeState, WindowConfig, WindowError,
+};
+
+fn cfg() -> WindowConfig {
+    WindowConfig::default()
+}
+
+fn assigned(config: WindowConfig, partitions: &[i32]) -> Engine {
+    let mut e = engine(config);
+    for &p in partitions {
+        e.assign(pid(p), ResumeState::default());
+    }
+    e
+}
+
+#[test]
+fn unassigned_partition_is_an_error() {
+    let mut e = engine(cfg());
+    let err = e
+        .record(pid(3), 0, &query("s", "h", T0, 5), T0)
+        .unwrap_err();
+    assert_eq!(err, WindowError::NotAssigned { partition: pid(3) });
+}
+
+#[test]
+fn event_exactly_at_window_end_opens_the_next_window() {
+    let mut e = assigned(
+        WindowConfig {
+            allowed_lateness: Duration::ZERO,
+            ..cfg()
+        },
+        &[0],
+    );
+    e.record(pid(0), 0, &query("s", "h", T0 + MIN - 1, 10), T0)
+        .unwrap();
+    e.record(pid(0), 1, &query("s", "h", T0 + MIN, 20), T0)
+        .unwrap();
+    // Lateness 0: the watermark is the max event time, T0 + MIN, which closes [T0, T0 + MIN).
+    assert_eq!(e.advance(T0), Some(T0 + MIN));
+    let f = e.flush();
+    assert_eq!(f.closed.query.len(), 1);
+    let r = &f.closed.query[0];
+    assert_eq!((r.window_start_us, r.window_end_us), (T0, T0 + MIN));
+    assert_eq!((r.figures.latency.count, r.figures.latency.max_us), (1, 10));
+    // The event at the boundary is in the next window, still open.
+    assert_eq!(e.live_series(), 1);
+    let f = drain(&mut e);
+    assert_eq!(f.closed.query[0].window_start_us, T0 + MIN);
+    assert_eq!(f.closed.query[0].figures.latency.sum_us, 20);
+}
+
+#[test]
+fn lateness_zero_closes_on_the_next_window_and_later_events_are_corrections() {
+    let mut e = assigned(
+        WindowConfig {
+            allowed_lateness: Duration::ZERO,
+            ..cfg()
+        },
+        &[0],
+    );
+    e.record(pid(0), 0, &query("s", "h", T0 + 5 * S, 10), T0)
+        .unwrap();
+    e.record(pid(0), 1, &query("s", "h", T0 + MIN + 1, 10), T0)
+        .unwrap();
+    e.advance(T0);
+    assert_eq!(e.flush().closed.query.len(), 1);
+    // Any event for the closed window is now a correction.
+    let out = e
+        .record(pid(0), 2, &query("s", "h", T0 + 59 * S, 30), T0)
+        .unwrap();
+    assert_eq!(out, RecordOutcome::Correction);
+    let f = e.flush();
+    assert!(f.closed.is_empty());
+    assert_eq!(f.corrections.query.len(), 1);
+    assert_eq!(f.corrections.query[0].window_start_us, T0);
+    assert_eq!(f.corrections.query[0].figures.latency.sum_us, 30);
+    assert_eq!(f.counters.query.corrections, 1);
+}
+
+#[test]
+fn allowed_lateness_keeps_the_window_open() {
+    let mut e = assigned(cfg(), &[0]);
+    e.record(pid(0), 0, &query("s", "h", T0 + 10 * S, 10), T0)
+        .unwrap();
+    e.record(pid(0), 1, &query("s", "h", T0 + MIN + 4 * S, 10), T0)
+        .unwrap();
+    e.advance(T0);
+    assert!(
+        e.flush().closed.is_empty(),
+        "watermark T0+59s must not close [T0, T0+60s)"
+    );
+    let out = e
+        .record(pid(0), 2, &query("s", "h", T0 + 59 * S, 10), T0)
+        .unwrap();
+    assert_eq!(out, RecordOutcome::Aggregated);
+    e.record(pid(0), 3, &query("s", "h", T0 + MIN + 5 * S, 10), T0)
+        .unwrap();
+    e.advance(T0);
+    let f = e.flush();
+    assert_eq!(f.closed.query[0].figures.latency.count, 2);
+}
+
+#[test]
+fn a_closed_window_is_emitted_once() {
+    let mut e = assigned(cfg(), &[0]);
+    e.record(pid(0), 0, &query("s", "h", T0, 10), T0).unwrap();
+    let f = drain(&mut e);
+    assert_eq!(f.closed.len(), 1);
+    let f = drain(&mut e);
+    assert!(f.closed.is_empty() && f.corrections.is_empty());
+    assert_eq!(e.live_series(), 0);
+}
+
+#[test]
+fn partitions_merge_per_window_and_key() {
+    let mut e = assigned(cfg(), &[0, 1]);
+    e.record(pid(0), 0, &query("s", "h", T0 + S, 10), T0)
+        .unwrap();
+    e.record(pid(1), 0, &query("s", "h", T0 + 2 * S, 30), T0)
+        .unwrap();
+    e.record(pid(1), 1, &query("s", "other", T0 + 2 * S, 30), T0)
+        .unwrap();
+    let f = drain(&mut e);
+    assert_eq!(f.closed.query.len(), 2);
+    let h = &f.closed.query[0];
+    assert_eq!(h.key.query_hash, "h");
+    assert_eq!((h.figures.latency.count, h.figures.latency.sum_us), (2, 40));
+    assert_eq!((h.figures.rows_sum, h.figures.rows_max), (6, 3));
+}
+
+#[test]
+fn idle_partition_stops_holding_the_watermark_back() {
+    let idle = Duration::from_secs(30);
+    let mut e = assigned(
+        WindowConfig {
+            idle_timeout: idle,
+            ..cfg()
+        },
+        &[0, 1],
+    );
+    // Partition 1 saw one early event, then nothing.
+    e.record(pid(1), 0, &query("s", "quiet", T0 + S, 10), T0 + S)
+        .unwrap();
+    for i in 0..10 {
+        let t = T0 + i * 20 * S;
+        e.record(pid(0), i, &query("s", "busy", t, 10), t).unwrap();
+    }
+    // At T0 + 20 s partition 1 is not idle yet: it holds the watermark at T0 + 1 s - 5 s.
+    assert_eq!(e.advance(T0 + 20 * S), Some(T0 - 4 * S));
+    assert!(e.flush().closed.is_empty());
+    // 30 s after its last arrival it is idle: partition 0 alone sets the watermark.
+    assert_eq!(e.advance(T0 + 31 * S), Some(T0 + 180 * S - 5 * S));
+    let f = e.flush();
+    assert_eq!(
+        f.closed.query.len(),
+        3,
+        "{:?}",
+        f.closed
+            .query
+            .iter()
+            .map(|r| (&r.key.query_hash, r.window_start_us))
+            .collect::<Vec<_>>()
+    );
+    // A message wakes it; being behind, its event is a correction, not a stall.
+    let out = e
+        .record(
+            pid(1),
+            1,
+            &query("s", "quiet", T0 + 2 * S, 10),
+            T0 + 200 * S,
+        )
+        .unwrap();
+    assert_eq!(out, RecordOutcome::Correction);
+}
+
+#[test]
+fn partition_that_never_received_anything_goes_idle_after_the_timeout() {
+    let mut e = assigned(cfg(), &[0, 1]);
+    e.record(pid(0), 0, &query("s", "h", T0, 10), T0).unwrap();
+    e.record(pid(0), 1, &query("s", "h", T0 + 2 * MIN, 10), T0)
+        .unwrap();
+    assert_eq!(
+        e.advance(T0),
+        None,
+        "an empty partition holds back at first"
+    );
+    assert_eq!(e.advance(T0 + 29 * S), None);
+    assert_eq!(e.advance(T0 + 30 * S), Some(T0 + 2 * MIN - 5 * S));
+}
+
+#[test]
+fn empty_windows_give_no_rows() {
+    let mut e = assigned(cfg(), &[0]);
+    e.record(pid(0), 0, &request("s", "/a", 200, T0, 10), T0)
+        .unwrap();
+    e.record(pid(0), 1, &request("s", "/a", 503, T0 + 10 * MIN, 10), T0)
+        .unwrap();
+    let f = drain(&mut e);
+    let starts: Vec<i64> = f.closed.request.iter().map(|r| r.window_start_us).collect();
+    assert_eq!(starts, vec![T0, T0 + 10 * MIN]);
+    assert_eq!(f.closed.request[1].figures.status_5xx, 1);
+    assert_eq!(f.closed.request[0].figures.status_2xx, 1);
+}
+
+#[test]
+fn clamped_values_keep_exact_figures() {
+    let mut e = assigned(cfg(), &[0]);
+    let values = [0, -3, 4_000_000_000, 7, 3_600_000_000];
+    for (i, v) in values.into_iter().enumerate() {
+        e.record(pid(0), i as i64, &query("s", "h", T0, v), T0)
+            .unwrap();
+    }
+    let f = drain(&mut e);
+    assert_eq!(f.counters.query.clamped, 3);
+    let l = &f.closed.query[0].figures.latency;
+    assert_eq!(
+        (l.count, l.clamped, l.min_us, l.max_us),
+        (5, 3, -3, 4_000_000_000)
+    );
+    assert_eq!(l.sum_us, values.iter().sum::<i64>());
+    assert_eq!(l.hist.len(), 5);
+    assert_eq!(l.hist.count_at(1), 2);
+    assert_eq!(l.hist.max(), l.hist.highest_equivalent(3_600_000_000));
+}
+
+#[test]
+fn series_cap_routes_new_keys_to_overflow_with_exact_totals() {
+    let cap = 10;
+    let mut e = assigned(
+        WindowConfig {
+            max_series: cap,
+            ..cfg()
+        },
+        &[0],
+    );
+    let mut expected = std::collections::BTreeMap::<&str, (u64, i64)>::new();
+    for i in 0..100_i64 {
+        let service = if i % 2 == 0 { "even" } else { "odd" };
+        let latency = 100 + i;
+        e.record(
+            pid(0),
+            i,
+            &query(service, &format!("h{i}"), T0, latency),
+            T0,
+        )
+        .unwrap();
+        // Existing keys keep aggregating into their own series.
+        e.record(pid(0), 1000 + i, &query(service, "h0", T0, 1), T0)
+            .unwrap();
+        let t = expected.entry(service).or_default();
+        *t = (t.0 + 2, t.1 + latency + 1);
+    }
+    assert!(e.live_series() <= cap + 2, "{}", e.live_series());
+    let f = drain(&mut e);
+    assert!(f.counters.query.overflow > 0);
+    let mut totals = std::collections::BTreeMap::<&str, (u64, i64)>::new();
+    for r in &f.closed.query {
+        let t = totals
+            .entry(if r.key.service == "even" {
+                "even"
+            } else {
+                "odd"
+            })
+            .or_default();
+        *t = (
+            t.0 + r.figures.latency.count,
+            t.1 + r.figures.latency.sum_us,
+        );
+    }
+    assert_eq!(totals, expected);
+    let overflow: Vec<_> = f
+        .closed
+        .query
+        .iter()
+        .filter(|r| r.key.query_hash == OVERFLOW_KEY)
+        .collect();
+    assert_eq!(overflow.len(), 2, "one overflow series per service");
+    let routed: u64 = overflow.iter().map(|r| r.figures.latency.count).sum();
+    assert_eq!(routed, f.counters.query.overflow);
+}
+
+#[test]
+fn event_years_in_the_future_is_refused_without_opening_a_window() {
+    let mut e = assigned(cfg(), &[0]);
+    let years = 10 * 365 * 24 * 3600 * S;
+    let out = e
+        .record(pid(0), 0, &query("s", "h", T0 + years, 10), T0)
+        .unwrap();
+    assert_eq!(out, RecordOutcome::Future);
+    assert_eq!(e.live_series(), 0);
+    e.record(pid(0), 1, &query("s", "h", T0, 10), T0).unwrap();
+    assert_eq!(
+        e.advance(T0),
+        Some(T0 - 5 * S),
+        "the future event did not move the watermark"
+    );
+    let f = e.flush();
+    assert_eq!(f.counters.query.future, 1);
+    assert_eq!(f.progress[0].applied_through_offset, 2);
+}
+
+#[test]
+fn huge_timestamps_do_not_hang_or_allocate_per_window() {
+    // Even if the caller's clock agrees with a far-future event, the engine opens exactly one
+    // window for it and never walks the windows in between.
+    let mut e = assigned(cfg(), &[0]);
+    e.record(pid(0), 0, &query("s", "h", T0, 10), T0).unwrap();
+    for (i, t) in [i64::MAX - 1, i64::MAX, T0 + 100 * 365 * 24 * 3600 * S]
+        .into_iter()
+        .enumerate()
+    {
+        e.record(pid(0), 1 + i as i64, &query("s", "h", t, 10), t)
+            .unwrap();
+    }
+    assert_eq!(e.live_series(), 3);
+    let f = drain(&mut e);
+    // The window at the end of time saturates at i64::MAX and never closes; it must not panic.
+    assert_eq!(f.closed.query.len(), 2);
+    assert_eq!(f.closed.query[0].window_start_us, T0);
+    assert_eq!(e.live_series(), 1);
+}
+
+#[test]
+fn late_events_beyond_the_horizon_are_too_late() {
+    let mut e = assigned(cfg(), &[0]);
+    e.record(
+        pid(0),
+        0,
+        &query("s", "h", T0 + 3 * 3600 * S, 10),
+        T0 + 3 * 3600 * S,
+    )
+    .unwrap();
+    e.advance(T0);
+    e.flush();
+    let t = T0 + 3 * 3600 * S;
+    // Window [T0+1h58m, T0+1h59m) ended more than the 1 h horizon before the watermark.
+    let out = e
+        .record(pid(0), 1, &query("s", "h", T0 + 118 * MIN, 10), t)
+        .unwrap();
+    assert_eq!(out, RecordOutcome::TooLate);
+    let out = e
+        .record(pid(0), 2, &query("s", "h", T0 + 2 * 3600 * S, 10), t)
+        .unwrap();
+    assert_eq!(out, RecordOutcome::Correction);
+    let f = e.flush();
+    assert_eq!(
+        (f.counters.query.too_late, f.counters.query.corrections),
+        (1, 1)
+    );
+    assert_eq!(f.corrections.query.len(), 1);
+}
+
+#[test]
+fn progress_reports_resume_and_applied_offsets() {
+    let mut e = assigned(cfg(), &[0, 1]);
+    e.record(pid(0), 10, &query("s", "h", T0, 10), T0).unwrap();
+    e.record(pid(0), 11, &query("s", "h", T0 + MIN + 30 * S, 10), T0)
+        .unwrap();
+    e.record(pid(0), 12, &query("s", "h", T0 + 2 * MIN, 10), T0)
+        .unwrap();
+    e.record(pid(1), 5, &query("s", "h", T0 + 2 * MIN, 10), T0)
+        .unwrap();
+    e.advance(T0);
+    let f = e.flush();
+    assert_eq!(f.watermark_us, Some(T0 + 2 * MIN - 5 * S));
+    assert_eq!(
+        f.progress,
+        vec![
+            PartitionProgress {
+                partition: pid(0),
+                resume_offset: 11,
+                applied_through_offset: 13,
+                applied_watermark_us: Some(T0 + 2 * MIN - 5 * S),
+            },
+            PartitionProgress {
+                partition: pid(1),
+                resume_offset: 5,
+                applied_through_offset: 6,
+                applied_watermark_us: Some(T0 + 2 * MIN - 5 * S),
+            },
+        ]
+    );
+    let f = drain(&mut e);
+    assert_eq!(
+        f.progress[0].resume_offset, 13,
+        "nothing open: the next offset"
+    );
+}
+
+#[test]
+fn replay_skips_stored_windows_and_aggregates_open_ones() {
+    let mut e = engine(cfg());
+    let resume = ResumeState {
+        applied_watermark_us: Some(T0 + MIN),
+        applied_through_offset: Some(20),
+    };
+    e.assign(pid(0), resume);
+    // Below applied_through, window stored: skip. Below, window open then: aggregate.
+    assert_eq!(
+        e.record(pid(0), 15, &query("s", "h", T0 + 30 * S, 1), T0)
+            .unwrap(),
+        RecordOutcome::Skipped
+    );
+    assert_eq!(
+        e.record(pid(0), 16, &query("s", "h", T0 + MIN, 2), T0)
+            .unwrap(),
+        RecordOutcome::Aggregated
+    );
+    // At or past applied_through, a stored window takes a correction.
+    assert_eq!(
+        e.record(pid(0), 20, &query("s", "h", T0 + 30 * S, 4), T0)
+            .unwrap(),
+        RecordOutcome::Correction
+    );
+    // The partition's watermark starts at the stored one, not below.
+    assert_eq!(e.advance(T0), Some(T0 + MIN));
+    let f = e.flush();
+    assert_eq!(f.counters.query.skipped, 1);
+    assert_eq!(f.corrections.query[0].figures.latency.sum_us, 4);
+    assert!(f.closed.is_empty());
+    assert_eq!(f.progress[0].resume_offset, 16);
+    assert_eq!(f.progress[0].applied_watermark_us, Some(T0 + MIN));
+}
+
+#[test]
+fn revoke_drops_state_and_assign_replaces_it() {
+    let mut e = assigned(cfg(), &[0, 1]);
+    e.record(pid(0), 0, &query("s", "h", T0, 10), T0).unwrap();
+    e.record(pid(1), 0, &query("s", "h", T0, 10), T0).unwrap();
+    assert_eq!(e.live_series(), 2);
+    assert!(e.revoke(pid(1)));
+    assert!(!e.revoke(pid(1)));
+    assert_eq!(e.live_series(), 1);
+    e.assign(pid(0), ResumeState::default());
+    assert_eq!(e.live_series(), 0);
+    assert!(drain(&mut e).closed.is_empty());
+}
+
+#[test]
+fn request_and_resource_figures() {
+    let mut e = assigned(
+        WindowConfig {
+            tenant_dimension: true,
+            ..cfg()
+        },
+        &[0],
+    );
+    for (i, status) in [200, 201, 304, 404, 500, 503, 101].into_iter().enumerate() {
+        e.record(
+            pid(0),
+            i as i64,
+            &request("s", "/a", status, T0 + i as i64, 1000),
+            T0,
+        )
+        .unwrap();
+    }
+    e.record(pid(0), 10, &resource("s", "i-1", T0 + 2 * S, 0.25), T0)
+        .unwrap();
+    e.record(pid(0), 11, &resource("s", "i-1", T0 + S, 0.75), T0)
+        .unwrap();
+    let f = drain(&mut e);
+    let r = &f.closed.request[0].figures;
+    assert_eq!(
+        (
+            r.status_2xx,
+            r.status_3xx,
+            r.status_4xx,
+            r.status_5xx,
+            r.status_other
+        ),
+        (2, 1, 1, 2, 1)
+    );
+    assert_eq!(r.latency.count, 7);
+    let g = &f.closed.resource[0].figures;
+    assert_eq!(g.samples, 2);
+    assert_eq!(
+        (g.cpu_ppm.min, g.cpu_ppm.max, g.cpu_ppm.last),
+        (250_000, 750_000, 250_000)
+    );
+    assert_eq!(g.memory_utilization_ppm.max, 300_000);
+    assert_eq!(g.pool_utilization_ppm.max, 750_000);
+    assert_eq!(
+        g.gc_pause_us.count, 0,
+        "absent optional gauges are not recorded"
+    );
+    assert_eq!((g.cache_hits, g.cache_misses), (18, 6));
+    assert_eq!(g.cache_hit_ratio(), Some(0.75));
+}

@@ -1,0 +1,82 @@
+//! [`PartitionState`]: everything the engine holds for one source partition, so that a revoke
+//! drops exactly that partition's part and its next owner can rebuild it by replaying.
+
+use std::collections::BTreeMap;
+
+use crate::watermark::PartitionMark;
+use crate::window::WindowState;
+
+/// Where a partition left off, as stored with the last flush (see
+/// [`crate::PartitionProgress`]); all `None` for a partition never flushed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResumeState {
+    pub applied_watermark_us: Option<i64>,
+    pub applied_through_offset: Option<i64>,
+}
+
+#[derive(Debug, Default)]
+pub struct PartitionState {
+    /// Open windows by start time.
+    pub open: BTreeMap<i64, WindowState>,
+    /// Late events waiting for the next flush, by window start.
+    pub corrections: BTreeMap<i64, WindowState>,
+    pub resume: ResumeState,
+    pub max_event_us: Option<i64>,
+    pub last_arrival_us: Option<i64>,
+    /// Start of the idle clock of a partition that has not received anything yet: the first
+    /// `advance` after `assign`.
+    pub assigned_at_us: Option<i64>,
+    /// One past the last offset recorded.
+    pub next_offset: Option<i64>,
+}
+
+impl PartitionState {
+    pub fn new(resume: ResumeState) -> Self {
+        PartitionState {
+            resume,
+            ..Default::default()
+        }
+    }
+
+    /// Windows ending at or before this are stored for this partition (by an earlier owner).
+    pub fn stored_through_us(&self) -> Option<i64> {
+        self.resume.applied_watermark_us
+    }
+
+    /// An offset below this was recorded before the restart.
+    pub fn is_replay(&self, offset: i64) -> bool {
+        self.resume
+            .applied_through_offset
+            .is_some_and(|t| offset < t)
+    }
+
+    pub fn mark(&mut self, now_us: i64, lateness_us: i64, idle_timeout_us: i64) -> PartitionMark {
+        let active_at = match self.last_arrival_us {
+            Some(t) => t,
+            None => *self.assigned_at_us.get_or_insert(now_us),
+        };
+        let from_events = self.max_event_us.map(|t| t.saturating_sub(lateness_us));
+        PartitionMark {
+            watermark_us: from_events.max(self.resume.applied_watermark_us),
+            idle: now_us >= active_at.saturating_add(idle_timeout_us),
+        }
+    }
+
+    pub fn series_count(&self) -> usize {
+        self.open
+            .values()
+            .chain(self.corrections.values())
+            .map(WindowState::series_count)
+            .sum()
+    }
+
+    /// Smallest offset still needed to rebuild this partition's open state.
+    pub fn resume_offset(&self) -> Option<i64> {
+        self.open
+            .values()
+            .chain(self.corrections.values())
+            .map(|w| w.min_offset)
+            .min()
+            .or(self.next_offset)
+    }
+}

@@ -1,0 +1,292 @@
+//! Per-series aggregation state and its conversion to rollup figures.
+//!
+//! Exact figures (count, sum, min, max, status counts, gauges) are plain integers; the latency
+//! distribution is a compact [`Counts`], turned into a standard histogram only on emit.
+
+use perfstream_events::{QueryEvent, RequestEvent, ResourceEvent};
+
+use crate::counts::Counts;
+use crate::hdr::{HdrLayout, clamp_us};
+use crate::key::PackedKey;
+use crate::rollup::{
+    Latency, Merge, QueryFigures, QueryKey, RequestFigures, RequestKey, ResourceFigures,
+    ResourceKey,
+};
+
+/// What the engine needs of a series type, whatever its kind.
+pub trait Series: Default {
+    type Key: PackedKey;
+    type Figures;
+    fn merge(&mut self, other: &Self, layout: &HdrLayout);
+    fn into_figures(self, layout: &HdrLayout, sigfig: u8) -> Self::Figures;
+}
+
+/// Exact count/sum/min/max plus compact histogram counts of one latency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LatencyState {
+    count: u64,
+    sum_us: i64,
+    min_us: i64,
+    max_us: i64,
+    clamped: u64,
+    counts: Counts,
+}
+
+impl Default for LatencyState {
+    fn default() -> Self {
+        LatencyState {
+            count: 0,
+            sum_us: 0,
+            min_us: i64::MAX,
+            max_us: i64::MIN,
+            clamped: 0,
+            counts: Counts::default(),
+        }
+    }
+}
+
+impl LatencyState {
+    /// Records one value; returns whether it had to be clamped into the histogram range.
+    #[inline]
+    pub fn record(&mut self, v_us: i64, layout: &HdrLayout) -> bool {
+        self.count += 1;
+        self.sum_us = self.sum_us.saturating_add(v_us);
+        self.min_us = self.min_us.min(v_us);
+        self.max_us = self.max_us.max(v_us);
+        let (c, clamped) = clamp_us(v_us);
+        self.clamped += u64::from(clamped);
+        self.counts.record(layout, layout.index_of(c));
+        clamped
+    }
+
+    pub fn merge(&mut self, o: &Self, layout: &HdrLayout) {
+        self.count += o.count;
+        self.sum_us = self.sum_us.saturating_add(o.sum_us);
+        self.min_us = self.min_us.min(o.min_us);
+        self.max_us = self.max_us.max(o.max_us);
+        self.clamped += o.clamped;
+        self.counts.merge(layout, &o.counts);
+    }
+
+    pub fn to_latency(&self, layout: &HdrLayout, sigfig: u8) -> Latency {
+        Latency {
+            count: self.count,
+            sum_us: self.sum_us,
+            min_us: self.min_us,
+            max_us: self.max_us,
+            clamped: self.clamped,
+            hist: self.counts.to_histogram(layout, sigfig),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuerySeries {
+    latency: LatencyState,
+    rows_sum: i64,
+    rows_max: i64,
+    /// Smallest normalized text seen, boxed to keep the series small.
+    text: Option<Box<str>>,
+}
+
+impl Default for QuerySeries {
+    fn default() -> Self {
+        QuerySeries {
+            latency: LatencyState::default(),
+            rows_sum: 0,
+            rows_max: i64::MIN,
+            text: None,
+        }
+    }
+}
+
+fn keep_smallest(slot: &mut Option<Box<str>>, candidate: &str) {
+    match slot {
+        Some(cur) if **cur <= *candidate => {}
+        _ => *slot = Some(candidate.into()),
+    }
+}
+
+impl QuerySeries {
+    #[inline]
+    pub fn record(&mut self, e: &QueryEvent, layout: &HdrLayout) -> bool {
+        self.rows_sum = self.rows_sum.saturating_add(e.rows_affected);
+        self.rows_max = self.rows_max.max(e.rows_affected);
+        if let Some(t) = &e.query_text {
+            keep_smallest(&mut self.text, t);
+        }
+        self.latency.record(e.execution_time_us, layout)
+    }
+}
+
+impl Series for QuerySeries {
+    type Key = QueryKey;
+    type Figures = QueryFigures;
+
+    fn merge(&mut self, o: &Self, layout: &HdrLayout) {
+        self.latency.merge(&o.latency, layout);
+        self.rows_sum = self.rows_sum.saturating_add(o.rows_sum);
+        self.rows_max = self.rows_max.max(o.rows_max);
+        if let Some(t) = &o.text {
+            keep_smallest(&mut self.text, t);
+        }
+    }
+
+    fn into_figures(self, layout: &HdrLayout, sigfig: u8) -> QueryFigures {
+        QueryFigures {
+            latency: self.latency.to_latency(layout, sigfig),
+            rows_sum: self.rows_sum,
+            rows_max: self.rows_max,
+            query_text: self.text.map(String::from),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestSeries {
+    latency: LatencyState,
+    /// 2xx, 3xx, 4xx, 5xx, other.
+    status: [u64; 5],
+}
+
+/// Index into [`RequestSeries::status`] of an HTTP status code.
+fn status_class(code: i32) -> usize {
+    match code {
+        200..=299 => 0,
+        300..=399 => 1,
+        400..=499 => 2,
+        500..=599 => 3,
+        _ => 4,
+    }
+}
+
+impl RequestSeries {
+    #[inline]
+    pub fn record(&mut self, e: &RequestEvent, layout: &HdrLayout) -> bool {
+        self.status[status_class(e.status_code)] += 1;
+        self.latency.record(e.response_time_us, layout)
+    }
+}
+
+impl Series for RequestSeries {
+    type Key = RequestKey;
+    type Figures = RequestFigures;
+
+    fn merge(&mut self, o: &Self, layout: &HdrLayout) {
+        self.latency.merge(&o.latency, layout);
+        for (a, b) in self.status.iter_mut().zip(o.status) {
+            *a += b;
+        }
+    }
+
+    fn into_figures(self, layout: &HdrLayout, sigfig: u8) -> RequestFigures {
+        let [s2, s3, s4, s5, other] = self.status;
+        RequestFigures {
+            latency: self.latency.to_latency(layout, sigfig),
+            status_2xx: s2,
+            status_3xx: s3,
+            status_4xx: s4,
+            status_5xx: s5,
+            status_other: other,
+        }
+    }
+}
+
+/// `num / den` in parts per million, rounded half away from zero; `None` when `den <= 0`.
+fn ppm(num: i64, den: i64) -> Option<i64> {
+    if den <= 0 {
+        return None;
+    }
+    let (n, d) = (i128::from(num) * 1_000_000, i128::from(den));
+    let q = (2 * n + n.signum() * d) / (2 * d);
+    Some(q.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64)
+}
+
+/// Resource samples are few per key (one per instance and interval), so their state is the
+/// figures themselves.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResourceSeries(pub ResourceFigures);
+
+impl ResourceSeries {
+    pub fn record(&mut self, e: &ResourceEvent) {
+        let f = &mut self.0;
+        let at = e.observed_at_us;
+        f.samples += 1;
+        f.cpu_ppm
+            .record(crate::rollup::ratio_to_ppm(e.cpu_utilization_ratio), at);
+        f.memory_used_bytes.record(e.memory_used_bytes, at);
+        f.memory_limit_bytes.record(e.memory_limit_bytes, at);
+        if let Some(u) = ppm(e.memory_used_bytes, e.memory_limit_bytes) {
+            f.memory_utilization_ppm.record(u, at);
+        }
+        if let Some(v) = e.heap_bytes {
+            f.heap_bytes.record(v, at);
+        }
+        if let Some(v) = e.gc_pause_us {
+            f.gc_pause_us.record(v, at);
+        }
+        if let Some(v) = e.gc_count {
+            f.gc_count.record(v, at);
+        }
+        f.interval_us.record(e.interval_us, at);
+        f.pool_active.record(i64::from(e.pool_active), at);
+        f.pool_max.record(i64::from(e.pool_max), at);
+        if let Some(u) = ppm(i64::from(e.pool_active), i64::from(e.pool_max)) {
+            f.pool_utilization_ppm.record(u, at);
+        }
+        f.pool_waiters.record(i64::from(e.pool_waiters), at);
+        f.pool_wait_us.record(e.pool_wait_us, at);
+        f.io_read_bytes.record(e.io_read_bytes, at);
+        f.io_write_bytes.record(e.io_write_bytes, at);
+        for c in e.caches.iter().flat_map(|m| m.values()) {
+            f.cache_hits = f.cache_hits.saturating_add(c.hits);
+            f.cache_misses = f.cache_misses.saturating_add(c.misses);
+        }
+    }
+}
+
+impl Series for ResourceSeries {
+    type Key = ResourceKey;
+    type Figures = ResourceFigures;
+
+    fn merge(&mut self, o: &Self, _: &HdrLayout) {
+        self.0.merge(&o.0);
+    }
+
+    fn into_figures(self, _: &HdrLayout, _: u8) -> ResourceFigures {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ppm_rounds_and_refuses_zero_denominators() {
+        assert_eq!(ppm(1, 3), Some(333_333));
+        assert_eq!(ppm(2, 3), Some(666_667));
+        assert_eq!(ppm(3, 3), Some(1_000_000));
+        assert_eq!(ppm(5, 0), None);
+        assert_eq!(ppm(5, -1), None);
+    }
+
+    #[test]
+    fn status_classes() {
+        assert_eq!(status_class(200), 0);
+        assert_eq!(status_class(302), 1);
+        assert_eq!(status_class(404), 2);
+        assert_eq!(status_class(599), 3);
+        assert_eq!(status_class(101), 4);
+        assert_eq!(status_class(600), 4);
+    }
+
+    #[test]
+    fn smallest_query_text_wins_in_any_order() {
+        let mut a = None;
+        for t in ["select b", "select a", "select c"] {
+            keep_smallest(&mut a, t);
+        }
+        assert_eq!(a.as_deref(), Some("select a"));
+    }
+}
