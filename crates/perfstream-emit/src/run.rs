@@ -174,12 +174,15 @@ impl ProducerContext for AckContext {
     }
 }
 
-/// Applies perfstream's producer defaults (idempotent, batched), then `props`.
+/// Applies perfstream's producer defaults (idempotent, batched, lz4-compressed: telemetry
+/// repeats names and hashes, and brokers such as librdkafka's mock cap partitions by bytes),
+/// then `props`.
 pub(crate) fn producer_config(bootstrap: &str, props: &BTreeMap<String, String>) -> ClientConfig {
     let mut cfg = ClientConfig::new();
     cfg.set("bootstrap.servers", bootstrap)
         .set("enable.idempotence", "true")
         .set("linger.ms", "5")
+        .set("compression.type", "lz4")
         .set("batch.num.messages", "10000")
         .set("queue.buffering.max.messages", "200000");
     for (k, v) in props {
