@@ -1,0 +1,367 @@
+//! Each recommendation rule of `generate_optimization_recommendations`: a positive case and a
+//! near miss (just under its threshold: no row of that kind), with the default settings.
+
+mod support;
+
+use perfstream_store::Store;
+use perfstream_window::{QueryRollup, RequestRollup, ResourceRollup, Rollups};
+use sqlx::PgPool;
+use support::*;
+
+async fn write(
+    pool: &PgPool,
+    query: Vec<QueryRollup>,
+    request: Vec<RequestRollup>,
+    resource: Vec<ResourceRollup>,
+) {
+    let store = Store::from_pool(pool.clone());
+    let claim = store.claim_partition(GROUP, TOPIC, 0, "p1").await.unwrap();
+    let f = flush(
+        "p1",
+        Rollups {
+            query,
+            request,
+            resource,
+        },
+        vec![progress(&claim, 0, 1, T0)],
+    );
+    store.write_flush(&f).await.unwrap();
+}
+
+/// (target, severity, evidence) of the rows of one kind.
+async fn recs(pool: &PgPool, kind: &str) -> Vec<(String, String, String)> {
+    sqlx::query_as(
+        "SELECT target, severity, evidence FROM generate_optimization_recommendations(to_timestamp($1::float8 / 1e6)) \
+         WHERE kind = $2",
+    )
+    .bind(T0 as f64)
+    .bind(kind)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+fn slow(ms: i64, calls: usize, rows: i64, hash: &str) -> QueryRollup {
+    query(T0, "api", hash, &vec![ms * 1000; calls], rows)
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn slow_query_many_rows_fires(pool: PgPool) {
+    write(&pool, vec![slow(600, 10, 1000, "h1")], vec![], vec![]).await;
+    let r = recs(&pool, "slow_query_many_rows").await;
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(r[0].0, "api/h1");
+    assert!(r[0].2.contains("1000"), "{}", r[0].2);
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn slow_query_many_rows_near_miss(pool: PgPool) {
+    write(&pool, vec![slow(600, 10, 999, "h1")], vec![], vec![]).await;
+    assert_eq!(recs(&pool, "slow_query_many_rows").await, vec![]);
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn dominant_query_fires(pool: PgPool) {
+    // h1 takes exactly half of the service's query time.
+    write(
+        &pool,
+        vec![
+            slow(20, 10, 1, "h1"),
+            slow(20, 5, 1, "h2"),
+            slow(20, 5, 1, "h3"),
+        ],
+        vec![],
+        vec![],
+    )
+    .await;
+    let r = recs(&pool, "dominant_query").await;
+    assert_eq!(
+        r.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(),
+        ["api/h1"]
+    );
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn dominant_query_near_miss(pool: PgPool) {
+    let mut h3 = slow(20, 5, 1, "h3");
+    h3.figures.latency.sum_us += 1; // h1 now just under half
+    write(
+        &pool,
+        vec![slow(20, 10, 1, "h1"), slow(20, 5, 1, "h2"), h3],
+        vec![],
+        vec![],
+    )
+    .await;
+    assert_eq!(recs(&pool, "dominant_query").await, vec![]);
+}
+
+fn pool_samples(active: i64, max: i64, waiters: i64) -> ResourceRollup {
+    resource(
+        T0,
+        "api",
+        "i0",
+        &[
+            (0.1, 1, 10, active, max, waiters),
+            (0.1, 1, 10, active, max, 0),
+        ],
+        (0, 0),
+    )
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn pool_saturation_fires(pool: PgPool) {
+    write(&pool, vec![], vec![], vec![pool_samples(900, 1000, 1)]).await;
+    let r = recs(&pool, "pool_saturation").await;
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(r[0].0, "api/i0");
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn pool_saturation_near_miss(pool: PgPool) {
+    write(&pool, vec![], vec![], vec![pool_samples(899, 1000, 1)]).await;
+    assert_eq!(recs(&pool, "pool_saturation").await, vec![]);
+    // Full pool but nobody waiting is no finding either.
+    let pool2 = pool.clone();
+    sqlx::query("DELETE FROM resource_rollups")
+        .execute(&pool2)
+        .await
+        .unwrap();
+    write(&pool, vec![], vec![], vec![pool_samples(1000, 1000, 0)]).await;
+    assert_eq!(recs(&pool, "pool_saturation").await, vec![]);
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn low_cache_hit_ratio_fires(pool: PgPool) {
+    write(
+        &pool,
+        vec![],
+        vec![],
+        vec![resource(
+            T0,
+            "api",
+            "i0",
+            &[(0.1, 1, 10, 1, 10, 0)],
+            (799, 201),
+        )],
+    )
+    .await;
+    let r = recs(&pool, "low_cache_hit_ratio").await;
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert!(r[0].2.contains("79.9"), "{}", r[0].2);
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn low_cache_hit_ratio_near_miss(pool: PgPool) {
+    write(
+        &pool,
+        vec![],
+        vec![],
+        vec![resource(
+            T0,
+            "api",
+            "i0",
+            &[(0.1, 1, 10, 1, 10, 0)],
+            (800, 200),
+        )],
+    )
+    .await;
+    assert_eq!(recs(&pool, "low_cache_hit_ratio").await, vec![]);
+    // Too few lookups to judge.
+    sqlx::query("DELETE FROM resource_rollups")
+        .execute(&pool)
+        .await
+        .unwrap();
+    write(
+        &pool,
+        vec![],
+        vec![],
+        vec![resource(
+            T0,
+            "api",
+            "i0",
+            &[(0.1, 1, 10, 1, 10, 0)],
+            (0, 999),
+        )],
+    )
+    .await;
+    assert_eq!(recs(&pool, "low_cache_hit_ratio").await, vec![]);
+}
+
+/// `windows` one-minute windows of /checkout, `slow` of them with p99 150 ms (SLA 100 ms).
+fn checkout(windows: i64, slow: i64) -> Vec<RequestRollup> {
+    (0..windows)
+        .map(|m| {
+            let v = if m < slow { 150_000 } else { 50_000 };
+            request(T0 + m * MIN_US, "shop", "/checkout", &[v; 5], 0)
+        })
+        .collect()
+}
+
+async fn set_sla(pool: &PgPool) {
+    sqlx::query("INSERT INTO endpoint_slas VALUES ('shop', '/checkout', 100)")
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn sla_breach_fires(pool: PgPool) {
+    set_sla(&pool).await;
+    write(&pool, vec![], checkout(10, 1), vec![]).await;
+    let r = recs(&pool, "sla_breach").await;
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(r[0].0, "shop /checkout");
+    assert!(r[0].2.contains("1 of 10"), "{}", r[0].2);
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn sla_breach_near_miss(pool: PgPool) {
+    set_sla(&pool).await;
+    write(&pool, vec![], checkout(11, 1), vec![]).await;
+    assert_eq!(recs(&pool, "sla_breach").await, vec![]);
+}
+
+/// 12 one-minute windows of one instance: cpu and memory utilisation in ppm as functions of
+/// the minute.
+fn trend(cpu: impl Fn(i64) -> i64, mem: impl Fn(i64) -> i64) -> Vec<ResourceRollup> {
+    (0..12)
+        .map(|m| {
+            resource(
+                T0 + m * MIN_US,
+                "api",
+                "i0",
+                &[(cpu(m) as f64 / 1e6, mem(m), 1_000_000, 1, 10, 0)],
+                (0, 0),
+            )
+        })
+        .collect()
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn memory_trend_up_fires(pool: PgPool) {
+    // +400 ppm a minute = +2.4 % an hour (threshold 2 %).
+    write(
+        &pool,
+        vec![],
+        vec![],
+        trend(|_| 100_000, |m| 300_000 + 400 * m),
+    )
+    .await;
+    let r = recs(&pool, "memory_trend_up").await;
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert!(r[0].2.contains("2.4"), "{}", r[0].2);
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn memory_trend_up_near_miss(pool: PgPool) {
+    // +333 ppm a minute = +1.998 % an hour.
+    write(
+        &pool,
+        vec![],
+        vec![],
+        trend(|_| 100_000, |m| 300_000 + 333 * m),
+    )
+    .await;
+    assert_eq!(recs(&pool, "memory_trend_up").await, vec![]);
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn capacity_saturation_fires(pool: PgPool) {
+    // CPU from 50 % up 320 ppm a minute: 95 % in about 23.3 h (horizon 24 h).
+    write(
+        &pool,
+        vec![],
+        vec![],
+        trend(|m| 500_000 + 320 * m, |_| 300_000),
+    )
+    .await;
+    let r = recs(&pool, "capacity_saturation").await;
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert!(r[0].2.starts_with("cpu"), "{}", r[0].2);
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn capacity_saturation_near_miss(pool: PgPool) {
+    // 297 ppm a minute: 95 % in about 25.1 h, beyond the horizon.
+    write(
+        &pool,
+        vec![],
+        vec![],
+        trend(|m| 500_000 + 297 * m, |_| 300_000),
+    )
+    .await;
+    assert_eq!(recs(&pool, "capacity_saturation").await, vec![]);
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn thresholds_come_from_the_settings_table(pool: PgPool) {
+    write(
+        &pool,
+        vec![],
+        vec![],
+        vec![resource(
+            T0,
+            "api",
+            "i0",
+            &[(0.1, 1, 10, 1, 10, 0)],
+            (800, 200),
+        )],
+    )
+    .await;
+    assert_eq!(recs(&pool, "low_cache_hit_ratio").await, vec![]);
+    sqlx::query(
+        "UPDATE recommendation_settings SET value = 0.85 WHERE name = 'cache_hit_ratio_min'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert_eq!(recs(&pool, "low_cache_hit_ratio").await.len(), 1);
+    sqlx::query("DELETE FROM recommendation_settings WHERE name = 'cache_hit_ratio_min'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let err = sqlx::query("SELECT * FROM generate_optimization_recommendations(now())")
+        .fetch_all(&pool)
+        .await
+        .expect_err("a missing setting fails loudly");
+    assert!(err.to_string().contains("cache_hit_ratio_min"), "{err}");
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn slow_queries_worst_first_with_text(pool: PgPool) {
+    write(
+        &pool,
+        vec![
+            slow(2_000, 5, 1, "h1"),
+            slow(900, 5, 1, "h2"),
+            slow(5_000, 5, 1, "h3"),
+        ],
+        vec![],
+        vec![],
+    )
+    .await;
+    let rows: Vec<(String, Option<String>, i64, f64)> = sqlx::query_as(
+        "SELECT query_hash, normalized_text, calls, worst_p99_ms FROM get_slow_queries(to_timestamp($1::float8 / 1e6))",
+    )
+    .bind(T0 as f64)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        rows.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(),
+        ["h3", "h1"]
+    );
+    assert_eq!(
+        rows[0].1.as_deref(),
+        Some("SELECT * FROM t_h3 WHERE id = ?")
+    );
+    assert_eq!(rows[0].2, 5);
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT query_hash FROM get_slow_queries(to_timestamp($1::float8 / 1e6), 800, 1)",
+    )
+    .bind(T0 as f64)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(rows, [("h3".to_owned(),)]);
+}
