@@ -20,7 +20,7 @@ use crate::types::*;
 use crate::validate;
 
 /// Limits and sources for decoding. Every field has a default (`DecodeConfig::default()`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DecodeConfig {
     /// How far an event's own timestamp may be ahead of its Kafka message timestamp, in

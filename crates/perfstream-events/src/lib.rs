@@ -25,6 +25,7 @@ mod cursor;
 pub mod decode;
 pub mod encode;
 pub mod error;
+pub mod json;
 pub mod registry;
 mod resolve;
 mod scan;
