@@ -147,14 +147,36 @@ def dist(values):
     return d
 
 
-def gauge(values):
-    values = [v for v in values if v is not None]
-    if not values:
+def gauge(samples):
+    """samples: [(event_time, value or None)] in canonical order (event time, then offset).
+    last = value at the latest time, ties broken by the larger value; sum in canonical order."""
+    samples = [(t, v) for t, v in samples if v is not None]
+    if not samples:
         return None
-    total = values[0]
-    for v in values[1:]:
+    last_at, last = samples[0]
+    total = samples[0][1]
+    for t, v in samples[1:]:
+        if t > last_at or (t == last_at and v > last):
+            last_at, last = t, v
         total = total + v
-    return {"count": len(values), "min": min(values), "max": max(values), "last": values[-1], "sum": total}
+    values = [v for _, v in samples]
+    return {"count": len(values), "min": min(values), "max": max(values), "last": last, "sum": total}
+
+
+def ppm_of(num, den):
+    """num / den in parts per million, rounded half away from zero, exactly."""
+    n = num * 1_000_000
+    q = (2 * abs(n) + den) // (2 * den)
+    return q if n >= 0 else -q
+
+
+def ratio_ppm(r):
+    """round_half_away_from_zero(r * 1e6) in IEEE double (Python's round() is half-even)."""
+    x = r * 1e6
+    a = abs(x)
+    f = math.floor(a)
+    q = f + (1 if a - f >= 0.5 else 0)
+    return int(q) if x >= 0 else -int(q)
 
 
 def labels_of(kind, e):
@@ -250,7 +272,7 @@ def recompute(truth, messages, schemas, window_us):
                 acc = caches.setdefault(name, {"hits": 0, "misses": 0})
                 acc["hits"] += c["hits"]
                 acc["misses"] += c["misses"]
-        g = lambda f: gauge([f(e) for e in evs])  # noqa: E731
+        g = lambda f: gauge([(e["observed_at_us"], f(e)) for e in evs])  # noqa: E731
         resource_rows.append(
             {
                 "window_start_us": ws,
@@ -259,18 +281,22 @@ def recompute(truth, messages, schemas, window_us):
                 "instance": instance,
                 "count": len(evs),
                 "cpu_utilization_ratio": g(lambda e: e["cpu_utilization_ratio"]),
+                "cpu_utilization_ppm": g(lambda e: ratio_ppm(e["cpu_utilization_ratio"])),
                 "memory_used_bytes": g(lambda e: e["memory_used_bytes"]),
                 "memory_limit_bytes": g(lambda e: e["memory_limit_bytes"]),
                 "memory_utilization_ratio": g(lambda e: e["memory_used_bytes"] / e["memory_limit_bytes"]),
+                "memory_utilization_ppm": g(lambda e: ppm_of(e["memory_used_bytes"], e["memory_limit_bytes"])),
                 "heap_bytes": g(lambda e: e["heap_bytes"]),
                 "gc_pause_us": g(lambda e: e["gc_pause_us"]),
                 "gc_count": g(lambda e: e["gc_count"]),
+                "interval_us": g(lambda e: e["interval_us"]),
                 "io_read_bytes": g(lambda e: e["io_read_bytes"]),
                 "io_write_bytes": g(lambda e: e["io_write_bytes"]),
                 "pool_active": g(lambda e: e["pool_active"]),
                 "pool_idle": g(lambda e: e["pool_idle"]),
                 "pool_max": g(lambda e: e["pool_max"]),
                 "pool_utilization_ratio": g(lambda e: e["pool_active"] / e["pool_max"]),
+                "pool_utilization_ppm": g(lambda e: ppm_of(e["pool_active"], e["pool_max"])),
                 "pool_waiters": g(lambda e: e["pool_waiters"]),
                 "pool_wait_us": g(lambda e: e["pool_wait_us"]),
                 "caches": caches,

@@ -157,8 +157,9 @@ pub struct RequestRow {
     pub status: BTreeMap<String, u64>,
 }
 
-/// A gauge over a window: samples in canonical order (event time, then offset), `last` is the
-/// value of the last one, `sum` adds them in that order.
+/// A gauge over a window. `last` is the value at the latest event time, ties broken by the larger
+/// value (so it does not depend on arrival order); `sum` adds the samples in canonical order
+/// (event time, then offset), which matters only for floating-point gauges.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Gauge<T> {
     pub count: u64,
@@ -169,8 +170,9 @@ pub struct Gauge<T> {
 }
 
 impl<T: Copy + PartialOrd + std::ops::Add<Output = T>> Gauge<T> {
-    fn from_iter(mut it: impl Iterator<Item = T>) -> Option<Gauge<T>> {
-        let first = it.next()?;
+    /// From `(event time, value)` samples in canonical order.
+    fn from_samples(mut it: impl Iterator<Item = (i64, T)>) -> Option<Gauge<T>> {
+        let (t0, first) = it.next()?;
         let mut g = Gauge {
             count: 1,
             min: first,
@@ -178,7 +180,8 @@ impl<T: Copy + PartialOrd + std::ops::Add<Output = T>> Gauge<T> {
             last: first,
             sum: first,
         };
-        for v in it {
+        let mut last_at = t0;
+        for (t, v) in it {
             g.count += 1;
             if v < g.min {
                 g.min = v;
@@ -186,11 +189,26 @@ impl<T: Copy + PartialOrd + std::ops::Add<Output = T>> Gauge<T> {
             if v > g.max {
                 g.max = v;
             }
-            g.last = v;
+            if t > last_at || (t == last_at && v > g.last) {
+                g.last = v;
+                last_at = t;
+            }
             g.sum = g.sum + v;
         }
         Some(g)
     }
+}
+
+/// `num / den` in parts per million, rounded half away from zero, computed exactly.
+pub fn ppm_of(num: i64, den: i64) -> i64 {
+    let (n, d) = (i128::from(num) * 1_000_000, i128::from(den));
+    let q = (2 * n.abs() + d) / (2 * d);
+    (q * n.signum()) as i64
+}
+
+/// A ratio in parts per million: `round_half_away_from_zero(r * 1e6)` in IEEE double.
+pub fn ratio_ppm(r: f64) -> i64 {
+    (r * 1e6).round() as i64
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -207,14 +225,19 @@ pub struct ResourceRow {
     pub instance: String,
     pub count: u64,
     pub cpu_utilization_ratio: Gauge<f64>,
+    /// [`ratio_ppm`] of the CPU ratio per sample.
+    pub cpu_utilization_ppm: Gauge<i64>,
     pub memory_used_bytes: Gauge<i64>,
     pub memory_limit_bytes: Gauge<i64>,
     /// `memory_used_bytes / memory_limit_bytes` per sample.
     pub memory_utilization_ratio: Gauge<f64>,
+    /// [`ppm_of`]`(used, limit)` per sample (exact).
+    pub memory_utilization_ppm: Gauge<i64>,
     /// `None` when no sample in the window had the field.
     pub heap_bytes: Option<Gauge<i64>>,
     pub gc_pause_us: Option<Gauge<i64>>,
     pub gc_count: Option<Gauge<i64>>,
+    pub interval_us: Gauge<i64>,
     pub io_read_bytes: Gauge<i64>,
     pub io_write_bytes: Gauge<i64>,
     pub pool_active: Gauge<i64>,
@@ -222,6 +245,8 @@ pub struct ResourceRow {
     pub pool_max: Gauge<i64>,
     /// `pool_active / pool_max` per sample.
     pub pool_utilization_ratio: Gauge<f64>,
+    /// [`ppm_of`]`(active, max)` per sample (exact).
+    pub pool_utilization_ppm: Gauge<i64>,
     pub pool_waiters: Gauge<i64>,
     pub pool_wait_us: Gauge<i64>,
     /// Hit and miss sums per cache name.
@@ -468,12 +493,18 @@ fn resource_row(
     samples.sort_by_key(|(t, seq, _)| (*t, *seq));
     let ev: Vec<&ResourceEvent> = samples.iter().map(|(_, _, e)| e).collect();
     let gi = |f: fn(&ResourceEvent) -> i64| {
-        Gauge::from_iter(ev.iter().map(|e| f(e))).expect("a row has at least one sample")
+        Gauge::from_samples(ev.iter().map(|e| (e.observed_at_us, f(e))))
+            .expect("a row has at least one sample")
     };
-    let go =
-        |f: fn(&ResourceEvent) -> Option<i64>| Gauge::from_iter(ev.iter().filter_map(|e| f(e)));
+    let go = |f: fn(&ResourceEvent) -> Option<i64>| {
+        Gauge::from_samples(
+            ev.iter()
+                .filter_map(|e| f(e).map(|v| (e.observed_at_us, v))),
+        )
+    };
     let gf = |f: fn(&ResourceEvent) -> f64| {
-        Gauge::from_iter(ev.iter().map(|e| f(e))).expect("a row has at least one sample")
+        Gauge::from_samples(ev.iter().map(|e| (e.observed_at_us, f(e))))
+            .expect("a row has at least one sample")
     };
     let mut caches: BTreeMap<String, CacheTotals> = BTreeMap::new();
     for e in &ev {
@@ -490,18 +521,22 @@ fn resource_row(
         instance,
         count: ev.len() as u64,
         cpu_utilization_ratio: gf(|e| e.cpu_utilization_ratio),
+        cpu_utilization_ppm: gi(|e| ratio_ppm(e.cpu_utilization_ratio)),
         memory_used_bytes: gi(|e| e.memory_used_bytes),
         memory_limit_bytes: gi(|e| e.memory_limit_bytes),
         memory_utilization_ratio: gf(|e| e.memory_used_bytes as f64 / e.memory_limit_bytes as f64),
+        memory_utilization_ppm: gi(|e| ppm_of(e.memory_used_bytes, e.memory_limit_bytes)),
         heap_bytes: go(|e| e.heap_bytes),
         gc_pause_us: go(|e| e.gc_pause_us),
         gc_count: go(|e| e.gc_count),
+        interval_us: gi(|e| e.interval_us),
         io_read_bytes: gi(|e| e.io_read_bytes),
         io_write_bytes: gi(|e| e.io_write_bytes),
         pool_active: gi(|e| e.pool_active as i64),
         pool_idle: gi(|e| e.pool_idle as i64),
         pool_max: gi(|e| e.pool_max as i64),
         pool_utilization_ratio: gf(|e| e.pool_active as f64 / e.pool_max as f64),
+        pool_utilization_ppm: gi(|e| ppm_of(e.pool_active as i64, e.pool_max as i64)),
         pool_waiters: gi(|e| e.pool_waiters as i64),
         pool_wait_us: gi(|e| e.pool_wait_us),
         cache_hits: caches.values().map(|c| c.hits).sum(),
@@ -546,9 +581,22 @@ mod tests {
     }
 
     #[test]
-    fn gauge_keeps_order_for_last_and_sum() {
-        let g = Gauge::from_iter([3i64, 1, 2].into_iter()).unwrap();
+    fn gauge_last_is_latest_then_largest() {
+        let g = Gauge::from_samples([(1, 3i64), (2, 1), (3, 2)].into_iter()).unwrap();
         assert_eq!((g.count, g.min, g.max, g.last, g.sum), (3, 1, 3, 2, 6));
-        assert!(Gauge::<i64>::from_iter(std::iter::empty()).is_none());
+        let g = Gauge::from_samples([(5, 3i64), (5, 9), (5, 4), (1, 0)].into_iter()).unwrap();
+        assert_eq!(g.last, 9);
+        assert!(Gauge::<i64>::from_samples(std::iter::empty()).is_none());
+    }
+
+    #[test]
+    fn ppm_rounds_half_away_from_zero_exactly() {
+        assert_eq!(ppm_of(1, 3), 333_333);
+        assert_eq!(ppm_of(2, 3), 666_667);
+        assert_eq!(ppm_of(1, 2_000_000), 1); // 0.5 ppm rounds up
+        assert_eq!(ppm_of(-1, 2_000_000), -1);
+        assert_eq!(ppm_of(20, 20), 1_000_000);
+        assert_eq!(ratio_ppm(0.2500005), 250_001);
+        assert_eq!(ratio_ppm(0.1), 100_000);
     }
 }
