@@ -31,6 +31,7 @@
 
 mod error;
 mod flush;
+pub mod report;
 mod retention;
 mod store;
 mod table;
@@ -38,6 +39,9 @@ mod tiers;
 
 pub use error::StoreError;
 pub use flush::{FlushWrite, PartitionProgress};
+pub use report::{
+    Recommendation, SlowQueryOptions, SlowQueryRow, recommendations, slow_query_report,
+};
 pub use retention::{Retention, RetentionReport};
 #[cfg(feature = "failpoints")]
 pub use store::FaultHook;

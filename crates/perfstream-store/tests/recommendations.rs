@@ -365,3 +365,60 @@ async fn slow_queries_worst_first_with_text(pool: PgPool) {
     .unwrap();
     assert_eq!(rows, [("h3".to_owned(),)]);
 }
+
+/// The report merges the stored histograms of every window in the range: its p99 is the p99
+/// of all the values, which no per-window percentile shows.
+#[sqlx::test(migrations = "../../migrations")]
+async fn report_percentiles_are_exact_over_the_range(pool: PgPool) {
+    // 60 windows of fast calls, one window of very slow ones: over the hour the p99 sits in the
+    // slow values' bucket, while 59 window p99s are fast.
+    let mut rollups = Vec::new();
+    let mut all = Vec::new();
+    for m in 0..60 {
+        let vals: Vec<i64> = if m == 30 {
+            vec![3_000_000; 20]
+        } else {
+            (1..=30).map(|i| i * 1000).collect()
+        };
+        all.extend(vals.iter().copied());
+        rollups.push(query(T0 + m * MIN_US, "api", "h1", &vals, 1));
+    }
+    rollups.push(query(T0, "api", "fast", &[10], 1));
+    write(&pool, rollups, vec![], vec![]).await;
+    let store = Store::from_pool(pool.clone());
+    let opts = perfstream_store::SlowQueryOptions {
+        from_us: T0,
+        to_us: T0 + HOUR_US,
+        threshold_ms: 1000.0,
+        max_rows: 10,
+        resolution: None,
+    };
+    let rows = perfstream_store::slow_query_report(&store, &opts)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let want = latency(&all);
+    let r = &rows[0];
+    assert_eq!(r.calls, want.count);
+    assert_eq!(r.p50_ms, want.quantile_us(0.5) as f64 / 1000.0);
+    assert_eq!(r.p99_ms, want.quantile_us(0.99) as f64 / 1000.0);
+    assert_eq!(r.max_ms, 3000.0);
+    assert_eq!(
+        r.normalized_text.as_deref(),
+        Some("SELECT * FROM t_h1 WHERE id = ?")
+    );
+    let table = perfstream_store::report::render_slow_queries(&rows);
+    assert!(
+        table.lines().nth(2).is_some_and(|l| l.starts_with("api")),
+        "{table}"
+    );
+
+    let recs = perfstream_store::recommendations(&store, T0, None)
+        .await
+        .unwrap();
+    assert!(
+        recs.iter()
+            .any(|r| r.kind == "dominant_query" && r.target == "api/h1"),
+        "{recs:?}"
+    );
+}

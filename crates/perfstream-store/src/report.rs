@@ -1,0 +1,251 @@
+//! Reports for `perfstream report`: slow queries over a time range with exact percentiles
+//! (the stored histograms of every window in the range merged, not an average of per-window
+//! percentiles), and the recommendations of the SQL rules.
+
+use std::collections::{BTreeMap, HashMap};
+
+use perfstream_events::TimestampUs;
+use perfstream_window::{Merge, QueryFigures};
+use sqlx::Row;
+
+use crate::table::{self, QueryTable, to_ts};
+use crate::{Store, StoreError};
+
+/// What [`slow_query_report`] reads and keeps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlowQueryOptions {
+    /// Windows starting in `[from_us, to_us)`.
+    pub from_us: TimestampUs,
+    pub to_us: TimestampUs,
+    /// A query is slow when its p99 or its max over the range exceeds this.
+    pub threshold_ms: f64,
+    pub max_rows: usize,
+    /// Tier to read: `None` for the base tier, or "1h" / "1d" for ranges beyond its retention.
+    pub resolution: Option<String>,
+}
+
+/// One statement of the report: all its windows (and tenants) in the range merged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlowQueryRow {
+    pub service: String,
+    pub query_hash: String,
+    pub query_type: String,
+    pub normalized_text: Option<String>,
+    pub calls: u64,
+    pub total_time_ms: f64,
+    pub mean_ms: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+    pub rows_per_call: f64,
+}
+
+/// One row of `generate_optimization_recommendations`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recommendation {
+    pub target: String,
+    pub kind: String,
+    pub severity: String,
+    pub evidence: String,
+    pub recommendation: String,
+}
+
+fn ms(us: i64) -> f64 {
+    us as f64 / 1000.0
+}
+
+/// Slow queries over a range, worst p99 first, with exact merged percentiles.
+pub async fn slow_query_report(
+    store: &Store,
+    opts: &SlowQueryOptions,
+) -> Result<Vec<SlowQueryRow>, StoreError> {
+    let mut conn = store
+        .pool
+        .acquire()
+        .await
+        .map_err(StoreError::db("acquiring a connection for a report"))?;
+    let rows = table::select_range::<QueryTable>(
+        &mut conn,
+        opts.resolution.as_deref(),
+        opts.from_us,
+        opts.to_us,
+    )
+    .await?;
+    let mut merged: BTreeMap<(String, String, &'static str), QueryFigures> = BTreeMap::new();
+    for r in rows {
+        let k = r.rollup.key;
+        let id = (k.service, k.query_hash, k.query_type.as_str());
+        match merged.get_mut(&id) {
+            Some(f) => f.merge(&r.rollup.figures),
+            None => {
+                merged.insert(id, r.rollup.figures);
+            }
+        }
+    }
+    let mut out: Vec<SlowQueryRow> = merged
+        .into_iter()
+        .filter_map(|((service, query_hash, query_type), f)| {
+            let l = &f.latency;
+            let p99 = ms(l.quantile_us(0.99));
+            let max = ms(l.max_us);
+            (l.count > 0 && (p99 > opts.threshold_ms || max > opts.threshold_ms)).then(|| {
+                SlowQueryRow {
+                    service,
+                    query_hash,
+                    query_type: query_type.to_owned(),
+                    normalized_text: None,
+                    calls: l.count,
+                    total_time_ms: ms(l.sum_us),
+                    mean_ms: l.mean_us() / 1000.0,
+                    p50_ms: ms(l.quantile_us(0.50)),
+                    p90_ms: ms(l.quantile_us(0.90)),
+                    p95_ms: ms(l.quantile_us(0.95)),
+                    p99_ms: p99,
+                    p999_ms: ms(l.quantile_us(0.999)),
+                    max_ms: max,
+                    rows_per_call: f.rows_sum as f64 / l.count as f64,
+                }
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        b.p99_ms
+            .total_cmp(&a.p99_ms)
+            .then(b.max_ms.total_cmp(&a.max_ms))
+            .then_with(|| (&a.service, &a.query_hash).cmp(&(&b.service, &b.query_hash)))
+    });
+    out.truncate(opts.max_rows);
+
+    let hashes: Vec<&str> = out.iter().map(|r| r.query_hash.as_str()).collect();
+    let texts: HashMap<String, Option<String>> = sqlx::query(
+        "SELECT query_hash, normalized_text FROM query_catalog WHERE query_hash = ANY($1)",
+    )
+    .bind(hashes)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(StoreError::db("reading the query catalog"))?
+    .iter()
+    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+    .collect::<Result<_, sqlx::Error>>()
+    .map_err(StoreError::db("reading the query catalog"))?;
+    for r in &mut out {
+        r.normalized_text = texts.get(&r.query_hash).cloned().flatten();
+    }
+    Ok(out)
+}
+
+/// The rows of `generate_optimization_recommendations(since, resolution)`: critical first.
+pub async fn recommendations(
+    store: &Store,
+    since_us: TimestampUs,
+    resolution: Option<&str>,
+) -> Result<Vec<Recommendation>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT target, kind, severity, evidence, recommendation \
+         FROM generate_optimization_recommendations($1, $2)",
+    )
+    .bind(to_ts(since_us))
+    .bind(resolution)
+    .fetch_all(&store.pool)
+    .await
+    .map_err(StoreError::db("generating recommendations"))?;
+    rows.iter()
+        .map(|r| {
+            Ok(Recommendation {
+                target: r.try_get(0)?,
+                kind: r.try_get(1)?,
+                severity: r.try_get(2)?,
+                evidence: r.try_get(3)?,
+                recommendation: r.try_get(4)?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(StoreError::db("generating recommendations"))
+}
+
+/// A plain-text table of the slow queries, for a terminal.
+pub fn render_slow_queries(rows: &[SlowQueryRow]) -> String {
+    let mut t = vec![
+        [
+            "service",
+            "query_hash",
+            "type",
+            "calls",
+            "total_ms",
+            "mean_ms",
+            "p50_ms",
+            "p95_ms",
+            "p99_ms",
+            "p999_ms",
+            "max_ms",
+            "rows/call",
+            "text",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+    ];
+    for r in rows {
+        let f = |v: f64| format!("{v:.1}");
+        t.push(vec![
+            r.service.clone(),
+            r.query_hash.clone(),
+            r.query_type.clone(),
+            r.calls.to_string(),
+            f(r.total_time_ms),
+            f(r.mean_ms),
+            f(r.p50_ms),
+            f(r.p95_ms),
+            f(r.p99_ms),
+            f(r.p999_ms),
+            f(r.max_ms),
+            f(r.rows_per_call),
+            r.normalized_text.clone().unwrap_or_default(),
+        ]);
+    }
+    render(&t)
+}
+
+/// A plain-text table of recommendations, for a terminal.
+pub fn render_recommendations(rows: &[Recommendation]) -> String {
+    let mut t = vec![
+        ["severity", "kind", "target", "evidence", "recommendation"]
+            .map(str::to_owned)
+            .to_vec(),
+    ];
+    for r in rows {
+        t.push(vec![
+            r.severity.clone(),
+            r.kind.clone(),
+            r.target.clone(),
+            r.evidence.clone(),
+            r.recommendation.clone(),
+        ]);
+    }
+    render(&t)
+}
+
+fn render(rows: &[Vec<String>]) -> String {
+    let cols = rows.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for (i, r) in rows.iter().enumerate() {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(v, w)| format!("{v:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+        if i == 0 {
+            let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+            out.push_str(&rule.join("  "));
+            out.push('\n');
+        }
+    }
+    out
+}
