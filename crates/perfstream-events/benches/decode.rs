@@ -26,7 +26,9 @@ fn query(i: usize) -> Event {
         instance: format!("service-{}-pod-{}", i % 20, i % 7),
         query_hash: format!("{:016x}", (i % 500) as u64 * 0x9e37_79b9_7f4a_7c15),
         query_type: QueryType::ALL[i % 5],
-        query_text: i.is_multiple_of(4).then(|| "SELECT id, name FROM campaigns WHERE id = $1".into()),
+        query_text: i
+            .is_multiple_of(4)
+            .then(|| "SELECT id, name FROM campaigns WHERE id = $1".into()),
         execution_time_us: 200 + (i as i64 * 37) % 50_000,
         rows_affected: (i % 100) as i64,
         tenant_id: i.is_multiple_of(3).then(|| format!("tenant-{}", i % 50)),

@@ -233,3 +233,60 @@ impl<'a> Cursor<'a> {
         Ok(count)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn long(bytes: &[u8]) -> Result<i64, DecodeError> {
+        Cursor::new(bytes).long("x")
+    }
+
+    #[test]
+    fn zigzag_edges() {
+        assert_eq!(long(&[0]), Ok(0));
+        assert_eq!(long(&[1]), Ok(-1));
+        assert_eq!(long(&[2]), Ok(1));
+        assert_eq!(long(&[0x80, 0x01]), Ok(64));
+        // i64::MAX and i64::MIN take all 10 bytes, the last one holding a single bit
+        let mut max = vec![0xfe];
+        max.extend([0xff; 8]);
+        max.push(0x01);
+        assert_eq!(long(&max), Ok(i64::MAX));
+        let mut min = vec![0xff; 9];
+        min.push(0x01);
+        assert_eq!(long(&min), Ok(i64::MIN));
+    }
+
+    #[test]
+    fn overlong_and_overflowing_varints_are_malformed() {
+        let bad = DecodeError::BadVarint { field: f("x") };
+        let mut overflow = vec![0xff; 9];
+        overflow.push(0x02);
+        assert_eq!(long(&overflow), Err(bad.clone()));
+        assert_eq!(long(&[0xff; 11]), Err(bad));
+        assert!(matches!(
+            long(&[0x80, 0x80]),
+            Err(DecodeError::Truncated { .. })
+        ));
+        assert!(matches!(long(&[]), Err(DecodeError::Truncated { .. })));
+    }
+
+    #[test]
+    fn blocks_are_bounded_by_limit_and_bytes_left() {
+        // count 3 with 2 bytes left
+        let mut c = Cursor::new(&[6, 0, 0]);
+        assert!(matches!(
+            c.block("m", 0, 64),
+            Err(DecodeError::Truncated { .. })
+        ));
+        // i64::MIN as a block count cannot be negated
+        let mut min = vec![0xff; 9];
+        min.extend([0x01, 0x00]);
+        let mut c = Cursor::new(&min);
+        assert!(matches!(
+            c.block("m", 0, usize::MAX),
+            Err(DecodeError::NegativeLength { .. })
+        ));
+    }
+}

@@ -494,3 +494,37 @@ pub fn decode_alert(payload: &[u8]) -> Result<AlertEvent, DecodeError> {
 pub fn decode_dead_letter(payload: &[u8]) -> Result<DeadLetter, DecodeError> {
     default_decoder().decode_dead_letter(payload)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_deserializes_with_defaults_and_rejects_unknown_fields() {
+        let c: DecodeConfig = serde_json::from_str(
+            r#"{"max_future_skew_us": 1000, "registry_url": "http://r:8081", "registry_timeout": "2s"}"#,
+        )
+        .expect("valid config");
+        assert_eq!(
+            c,
+            DecodeConfig {
+                max_future_skew_us: 1000,
+                registry_url: Some("http://r:8081".into()),
+                registry_timeout: Duration::from_secs(2),
+                ..DecodeConfig::default()
+            }
+        );
+        assert!(serde_json::from_str::<DecodeConfig>(r#"{"max_skew": 1}"#).is_err());
+    }
+
+    #[test]
+    fn header_split() {
+        assert_eq!(split_header(&[0, 0, 0, 1, 0, 9]), Ok((256, &[9u8][..])));
+        assert_eq!(split_header(&[0, 0, 0, 0, 7]), Ok((7, &[][..])));
+        assert_eq!(split_header(&[5]), Err(DecodeError::BadMagic { found: 5 }));
+        assert_eq!(
+            split_header(&[0, 1]),
+            Err(DecodeError::ShortHeader { len: 2 })
+        );
+    }
+}

@@ -238,3 +238,30 @@ fn fetch(registry: &Registry, id: u32) -> Result<Writer, DecodeError> {
     let schema: &'static Schema = Box::leak(Box::new(schema));
     Writer::new(id, record, schema)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_own_schema_reads_as_itself() {
+        let r = Resolver::new(
+            None,
+            Limits {
+                max_string: 1024,
+                max_map: 64,
+            },
+        );
+        assert_eq!(r.own.len(), Record::ALL.len());
+        for record in Record::ALL {
+            let w = r.writer(record.own_id().0).expect("own schema");
+            assert_eq!(w.record, record);
+        }
+    }
+
+    #[test]
+    fn decoder_is_shareable_between_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<crate::Decoder>();
+    }
+}
