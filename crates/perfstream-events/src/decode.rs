@@ -234,7 +234,7 @@ impl Decoder {
             max_map: config.max_map_entries,
         };
         Decoder {
-            resolver: Resolver::new(registry, limits),
+            resolver: Resolver::new(registry, limits, config.fast_path),
             limits,
             config,
         }

@@ -10,19 +10,34 @@ use crate::{KafkaError, KafkaSettings};
 
 /// Creates every perfstream topic that does not exist yet; returns the names created.
 pub async fn create_topics(s: &KafkaSettings) -> Result<Vec<String>, KafkaError> {
-    let admin: AdminClient<DefaultClientContext> = s.client_config().create().map_err(KafkaError::Client)?;
+    let admin: AdminClient<DefaultClientContext> =
+        s.client_config().create().map_err(KafkaError::Client)?;
     let retention = s.retention_ms.to_string();
     let t = &s.topics;
-    let names = [&t.query, &t.request, &t.resource, &t.dlq, &t.late, &t.alerts];
+    let names = [
+        &t.query,
+        &t.request,
+        &t.resource,
+        &t.dlq,
+        &t.late,
+        &t.alerts,
+    ];
     let new: Vec<NewTopic> = names
         .iter()
         .map(|n| {
-            NewTopic::new(n, s.partitions, TopicReplication::Fixed(s.replication_factor))
-                .set("retention.ms", &retention)
+            NewTopic::new(
+                n,
+                s.partitions,
+                TopicReplication::Fixed(s.replication_factor),
+            )
+            .set("retention.ms", &retention)
         })
         .collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let results = admin.create_topics(&new, &opts).await.map_err(KafkaError::Client)?;
+    let results = admin
+        .create_topics(&new, &opts)
+        .await
+        .map_err(KafkaError::Client)?;
     let mut created = Vec::new();
     for r in results {
         match r {

@@ -6,14 +6,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use perfstream_events::{DeadLetter, Decoder};
-use perfstream_store::{Claim, FlushWrite, ProgressUpdate, Store, StoreError};
-use perfstream_window::{Engine, PartitionId, RecordOutcome, ResumeState};
+use perfstream_store::{Claim, FlushWrite, PartitionProgress as ProgressUpdate, Store, StoreError};
+use perfstream_window::{Engine, Merge, PartitionId, RecordOutcome, ResumeState, Rollup, Rollups};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError as RdError;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::runtime::Handle;
-use tracing::{error, info, info_span, warn};
+use tracing::{error, info_span, warn};
 
 use crate::failpoint;
 use crate::pipeline::{PipelineSettings, now_us};
@@ -31,6 +31,8 @@ struct Part {
     position: i64,
     /// From the claim: below it, undecodable messages were already routed.
     applied_through: i64,
+    /// The watermark stored by the last committed flush (or the claim).
+    applied_watermark_us: i64,
 }
 
 /// A flush computed from the engine but not yet committed (kept across retries).
@@ -52,7 +54,15 @@ pub(crate) struct Core {
 
 impl Core {
     pub(crate) fn new(engine: Engine, decoder: Decoder, router: Router) -> Self {
-        Core { engine, decoder, router, parts: HashMap::new(), pending: None, fatal: None, rejoin: false }
+        Core {
+            engine,
+            decoder,
+            router,
+            parts: HashMap::new(),
+            pending: None,
+            fatal: None,
+            rejoin: false,
+        }
     }
 }
 
@@ -91,7 +101,15 @@ impl PipelineContext {
         core: Core,
         stats: Arc<PipelineStats>,
     ) -> Self {
-        PipelineContext(Arc::new(Inner { handle, store, kafka, settings, owner, core: Mutex::new(core), stats }))
+        PipelineContext(Arc::new(Inner {
+            handle,
+            store,
+            kafka,
+            settings,
+            owner,
+            core: Mutex::new(core),
+            stats,
+        }))
     }
 }
 
@@ -130,31 +148,65 @@ impl Inner {
         payload: Option<&[u8]>,
         timestamp_ms: Option<i64>,
     ) {
-        let Some(ti) = self.topic_index(topic) else { return };
+        let Some(ti) = self.topic_index(topic) else {
+            return;
+        };
         let mut core = self.lock();
         let core = &mut *core;
-        let Some(part) = core.parts.get_mut(&(ti, partition)) else { return };
+        let Some(part) = core.parts.get_mut(&(ti, partition)) else {
+            return;
+        };
         PipelineStats::add(&self.stats.messages_in, 1);
         part.position = offset + 1;
         let now = now_us();
         let payload = payload.unwrap_or(&[]);
-        match core.decoder.decode(payload, timestamp_ms.map(|ms| ms.saturating_mul(1000))) {
+        match core
+            .decoder
+            .decode(payload, timestamp_ms.map(|ms| ms.saturating_mul(1000)))
+        {
             Ok(event) => match core.engine.record(part.id, offset, &event, now) {
-                RecordOutcome::Aggregated => PipelineStats::add(&self.stats.events_aggregated, 1),
-                RecordOutcome::Skipped => PipelineStats::add(&self.stats.events_skipped_replay, 1),
-                RecordOutcome::Correction => PipelineStats::add(&self.stats.corrections, 1),
-                RecordOutcome::TooLate => {
+                Ok(RecordOutcome::Aggregated) => {
+                    PipelineStats::add(&self.stats.events_aggregated, 1)
+                }
+                Ok(RecordOutcome::Skipped) => {
+                    PipelineStats::add(&self.stats.events_skipped_replay, 1)
+                }
+                Ok(RecordOutcome::Correction) => PipelineStats::add(&self.stats.corrections, 1),
+                Ok(outcome @ (RecordOutcome::TooLate | RecordOutcome::Future)) => {
+                    if offset < part.applied_through {
+                        return; // routed before the last committed flush
+                    }
                     PipelineStats::add(&self.stats.too_late, 1);
-                    let dl = dead_letter(topic, partition, offset, key, payload, "too_late", "event time is beyond the correction horizon".into());
+                    let (kind, reason) = match outcome {
+                        RecordOutcome::TooLate => (
+                            "too_late",
+                            "event time is before the correction horizon of its window",
+                        ),
+                        _ => (
+                            "too_far_in_future",
+                            "event time is further ahead of its arrival than window.max_future_skew",
+                        ),
+                    };
+                    let dl =
+                        dead_letter(topic, partition, offset, key, payload, kind, reason.into());
                     core.router.route(&self.kafka.topics.late, &dl);
                 }
+                Err(e) => error!(error = %e, "Engine refused an event of an assigned partition."),
             },
             Err(e) => {
                 if offset < part.applied_through {
                     return; // routed before the last committed flush
                 }
                 PipelineStats::add(&self.stats.dead_lettered, 1);
-                let dl = dead_letter(topic, partition, offset, key, payload, e.kind(), e.to_string());
+                let dl = dead_letter(
+                    topic,
+                    partition,
+                    offset,
+                    key,
+                    payload,
+                    e.kind(),
+                    e.to_string(),
+                );
                 core.router.route(&self.kafka.topics.dlq, &dl);
             }
         }
@@ -162,10 +214,17 @@ impl Inner {
 
     /// Writes closed windows, corrections and the progress of every assigned partition in one
     /// transaction, after the routed messages they cover are acknowledged.
-    pub(crate) fn flush(&self, consumer: &BaseConsumer<PipelineContext>, reason: &'static str) -> Result<u64, FlushFailure> {
+    pub(crate) fn flush(
+        &self,
+        consumer: &BaseConsumer<PipelineContext>,
+        reason: &'static str,
+    ) -> Result<u64, FlushFailure> {
         let mut core = self.lock();
         if let Some(e) = core.fatal.take() {
-            return Err(FlushFailure { retriable: false, source: e });
+            return Err(FlushFailure {
+                retriable: false,
+                source: e,
+            });
         }
         self.flush_locked(&mut core, consumer, reason, None)
     }
@@ -183,17 +242,25 @@ impl Inner {
             }
             core.engine.advance(now_us());
             let out = core.engine.flush();
-            let watermark = out.watermark_us;
+            let op_watermark = out.watermark_us;
             let progress = core
                 .parts
                 .values()
-                .map(|p| ProgressUpdate {
-                    topic: p.topic.clone(),
-                    partition: p.partition,
-                    generation: p.generation,
-                    resume_offset: out.resume_offset(p.id).unwrap_or(p.position).min(p.position),
-                    applied_through_offset: p.position,
-                    applied_watermark_us: watermark,
+                .map(|p| {
+                    let engine = out.progress.iter().find(|e| e.partition == p.id);
+                    ProgressUpdate {
+                        topic: p.topic.clone(),
+                        partition: p.partition,
+                        generation: p.generation,
+                        resume_offset: engine
+                            .map_or(p.position, |e| e.resume_offset.min(p.position)),
+                        applied_through_offset: p.position,
+                        applied_watermark_us: engine
+                            .and_then(|e| e.applied_watermark_us)
+                            .or(op_watermark)
+                            .unwrap_or(p.applied_watermark_us)
+                            .max(p.applied_watermark_us),
+                    }
                 })
                 .collect();
             let windows_closed = out.closed.len() as u64;
@@ -201,16 +268,20 @@ impl Inner {
                 write: FlushWrite {
                     group_id: self.kafka.group_id.clone(),
                     owner: self.owner.clone(),
-                    closed: out.closed,
-                    corrections: out.corrections,
+                    rollups: combine(out.closed, out.corrections),
                     progress,
                 },
                 windows_closed,
             });
         }
         let pending = core.pending.as_ref().expect("set above");
-        let rows = (pending.write.closed.len() + pending.write.corrections.len()) as u64;
-        let span = info_span!("flush", reason, rows, partitions = pending.write.progress.len());
+        let rows = pending.write.rollups.len() as u64;
+        let span = info_span!(
+            "flush",
+            reason,
+            rows,
+            partitions = pending.write.progress.len()
+        );
         let _g = span.enter();
 
         if !core.router.await_acks(Duration::from_secs(60)) {
@@ -224,9 +295,17 @@ impl Inner {
         let write = self.store.write_flush(&pending.write);
         let result = match deadline {
             None => self.handle.block_on(write),
-            Some(d) => match self.handle.block_on(async { tokio::time::timeout(d, write).await }) {
+            Some(d) => match self
+                .handle
+                .block_on(async { tokio::time::timeout(d, write).await })
+            {
                 Ok(r) => r,
-                Err(_) => Err(StoreError::Timeout),
+                Err(_) => {
+                    return Err(FlushFailure {
+                        retriable: true,
+                        source: KafkaError::RevokeDeadline,
+                    });
+                }
             },
         };
         match result {
@@ -237,7 +316,12 @@ impl Inner {
                 PipelineStats::add(&self.stats.rows_written, rows);
                 PipelineStats::add(&self.stats.windows_closed, pending.windows_closed);
                 self.stats.watermark_us.store(
-                    pending.write.progress.first().map(|p| p.applied_watermark_us.max(0) as u64).unwrap_or(0),
+                    pending
+                        .write
+                        .progress
+                        .first()
+                        .map(|p| p.applied_watermark_us.max(0) as u64)
+                        .unwrap_or(0),
                     std::sync::atomic::Ordering::Relaxed,
                 );
                 for p in &pending.write.progress {
@@ -245,6 +329,8 @@ impl Inner {
                         && let Some(part) = core.parts.get_mut(&(ti, p.partition))
                     {
                         part.applied_through = part.applied_through.max(p.applied_through_offset);
+                        part.applied_watermark_us =
+                            part.applied_watermark_us.max(p.applied_watermark_us);
                     }
                 }
                 self.commit_for_lag_tools(consumer, &pending.write.progress);
@@ -253,7 +339,10 @@ impl Inner {
             Err(StoreError::Fenced { topic, partition }) => {
                 // Another process owns a partition we thought was ours: everything not committed
                 // is dropped and replayed by the rightful owners; we rejoin the group.
-                warn!(topic, partition, "Flush fenced by a newer owner; dropping open state and rejoining.");
+                warn!(
+                    topic,
+                    partition, "Flush fenced by a newer owner; dropping open state and rejoining."
+                );
                 PipelineStats::add(&self.stats.fenced, 1);
                 self.drop_all(core);
                 core.rejoin = true;
@@ -261,7 +350,10 @@ impl Inner {
             }
             Err(e) => {
                 PipelineStats::add(&self.stats.flush_failures, 1);
-                Err(FlushFailure { retriable: e.is_retriable(), source: KafkaError::Store(e) })
+                Err(FlushFailure {
+                    retriable: e.is_retriable(),
+                    source: KafkaError::Store(e),
+                })
             }
         }
     }
@@ -272,13 +364,20 @@ impl Inner {
         }
         core.parts.clear();
         core.pending = None;
-        self.stats.assigned_partitions.store(0, std::sync::atomic::Ordering::Relaxed);
+        self.stats
+            .assigned_partitions
+            .store(0, std::sync::atomic::Ordering::Relaxed);
     }
 
-    fn commit_for_lag_tools(&self, consumer: &BaseConsumer<PipelineContext>, progress: &[ProgressUpdate]) {
+    fn commit_for_lag_tools(
+        &self,
+        consumer: &BaseConsumer<PipelineContext>,
+        progress: &[ProgressUpdate],
+    ) {
         let mut tpl = TopicPartitionList::new();
         for p in progress {
-            let _ = tpl.add_partition_offset(&p.topic, p.partition, Offset::Offset(p.resume_offset));
+            let _ =
+                tpl.add_partition_offset(&p.topic, p.partition, Offset::Offset(p.resume_offset));
         }
         if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
             warn!(error = %e, "Kafka offset commit (for lag tools only) failed.");
@@ -286,8 +385,14 @@ impl Inner {
     }
 
     pub(crate) fn set_paused(&self, consumer: &BaseConsumer<PipelineContext>, paused: bool) {
-        let Ok(assignment) = consumer.assignment() else { return };
-        let r = if paused { consumer.pause(&assignment) } else { consumer.resume(&assignment) };
+        let Ok(assignment) = consumer.assignment() else {
+            return;
+        };
+        let r = if paused {
+            consumer.pause(&assignment)
+        } else {
+            consumer.resume(&assignment)
+        };
         drop(assignment);
         if let Err(e) = r {
             warn!(error = %e, paused, "Pausing/resuming partitions failed.");
@@ -297,7 +402,12 @@ impl Inner {
     fn claim(&self, topic: &str, partition: i32) -> Result<Claim, KafkaError> {
         let mut delay = Duration::from_millis(self.settings.retry_initial_ms.max(1));
         loop {
-            let r = self.handle.block_on(self.store.claim_partition(&self.kafka.group_id, topic, partition, &self.owner));
+            let r = self.handle.block_on(self.store.claim_partition(
+                &self.kafka.group_id,
+                topic,
+                partition,
+                &self.owner,
+            ));
             match r {
                 Ok(c) => return Ok(c),
                 Err(e) if e.is_retriable() => {
@@ -316,7 +426,9 @@ impl Inner {
         let mut assign = TopicPartitionList::new();
         for el in tpl.elements() {
             let (topic, partition) = (el.topic().to_string(), el.partition());
-            let Some(ti) = self.topic_index(&topic) else { continue };
+            let Some(ti) = self.topic_index(&topic) else {
+                continue;
+            };
             let claim = match self.claim(&topic, partition) {
                 Ok(c) => c,
                 Err(e) => {
@@ -330,26 +442,50 @@ impl Inner {
                 match consumer.fetch_watermarks(&topic, partition, Duration::from_secs(10)) {
                     Ok((low, _high)) if start < low => {
                         let gap = low - start;
-                        error!(topic, partition, resume_offset = start, log_start = low, gap, "Resume offset expired in Kafka: data loss.");
+                        error!(
+                            topic,
+                            partition,
+                            resume_offset = start,
+                            log_start = low,
+                            gap,
+                            "Resume offset expired in Kafka: data loss."
+                        );
                         if self.kafka.allow_resume_from_log_start {
                             start = low;
                         } else {
-                            core.fatal = Some(KafkaError::OffsetGap { topic: topic.clone(), partition, resume_offset: start, log_start: low, gap });
+                            core.fatal = Some(KafkaError::OffsetGap {
+                                topic: topic.clone(),
+                                partition,
+                                resume_offset: start,
+                                log_start: low,
+                                gap,
+                            });
                             continue;
                         }
                     }
                     Ok(_) => {}
-                    Err(e) => warn!(error = %e, topic, partition, "Cannot read the partition's log start; assuming the resume offset is valid."),
+                    Err(e) => {
+                        warn!(error = %e, topic, partition, "Cannot read the partition's log start; assuming the resume offset is valid.")
+                    }
                 }
             }
-            let id = PartitionId::new(ti as u32, partition);
+            let id = PartitionId {
+                topic: ti as u32,
+                partition,
+            };
             core.engine.assign(
                 id,
-                ResumeState { applied_watermark_us: claim.applied_watermark_us, applied_through_offset: claim.applied_through_offset },
+                ResumeState {
+                    applied_watermark_us: claim.applied_watermark_us,
+                    applied_through_offset: claim.applied_through_offset,
+                },
             );
-            let offset = if claim.resume_offset.is_some() { Offset::Offset(start) } else { Offset::Beginning };
+            let offset = if claim.resume_offset.is_some() {
+                Offset::Offset(start)
+            } else {
+                Offset::Beginning
+            };
             let _ = assign.add_partition_offset(&topic, partition, offset);
-            info!(topic, partition, generation = claim.generation, resume_offset = start, "Partition claimed.");
             core.parts.insert(
                 (ti, partition),
                 Part {
@@ -359,10 +495,14 @@ impl Inner {
                     generation: claim.generation,
                     position: start,
                     applied_through: claim.applied_through_offset.unwrap_or(0),
+                    applied_watermark_us: claim.applied_watermark_us.unwrap_or(0),
                 },
             );
         }
-        self.stats.assigned_partitions.store(core.parts.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        self.stats.assigned_partitions.store(
+            core.parts.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         PipelineStats::add(&self.stats.rebalances, 1);
         if let Err(e) = consumer.assign(&assign) {
             error!(error = %e, "Assigning partitions failed.");
@@ -382,6 +522,36 @@ impl Inner {
         if let Err(e) = consumer.unassign() {
             warn!(error = %e, "Unassign failed.");
         }
+    }
+}
+
+/// Closed windows and corrections as one set of rollups, one per (window, key): the store
+/// inserts new keys and merges existing ones either way.
+fn combine(closed: Rollups, corrections: Rollups) -> Rollups {
+    fn kind<K: Ord + Clone, F: Merge>(
+        mut a: Vec<Rollup<K, F>>,
+        b: Vec<Rollup<K, F>>,
+    ) -> Vec<Rollup<K, F>> {
+        if b.is_empty() {
+            return a;
+        }
+        a.extend(b);
+        a.sort_by(|x, y| (x.window_start_us, &x.key).cmp(&(y.window_start_us, &y.key)));
+        let mut out: Vec<Rollup<K, F>> = Vec::with_capacity(a.len());
+        for r in a {
+            match out.last_mut() {
+                Some(l) if l.window_start_us == r.window_start_us && l.key == r.key => {
+                    l.figures.merge(&r.figures)
+                }
+                _ => out.push(r),
+            }
+        }
+        out
+    }
+    Rollups {
+        query: kind(closed.query, corrections.query),
+        request: kind(closed.request, corrections.request),
+        resource: kind(closed.resource, corrections.resource),
     }
 }
 
@@ -409,7 +579,12 @@ fn dead_letter(
 impl ClientContext for PipelineContext {}
 
 impl ConsumerContext for PipelineContext {
-    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => self.on_assign(consumer, tpl),
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => self.on_revoke(consumer),

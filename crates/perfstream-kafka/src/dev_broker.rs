@@ -16,8 +16,17 @@ impl DevBroker {
     pub fn start(brokers: i32, partitions: i32, topics: &Topics) -> Result<Self, KafkaError> {
         let cluster = MockCluster::new(brokers).map_err(KafkaError::Client)?;
         let t = topics;
-        for name in [&t.query, &t.request, &t.resource, &t.dlq, &t.late, &t.alerts] {
-            cluster.create_topic(name, partitions, 1).map_err(KafkaError::Client)?;
+        for name in [
+            &t.query,
+            &t.request,
+            &t.resource,
+            &t.dlq,
+            &t.late,
+            &t.alerts,
+        ] {
+            cluster
+                .create_topic(name, partitions, 1)
+                .map_err(KafkaError::Client)?;
         }
         Ok(DevBroker { cluster })
     }
@@ -28,7 +37,9 @@ impl DevBroker {
 
     /// Creates one more topic (tests use private topic names).
     pub fn create_topic(&self, name: &str, partitions: i32) -> Result<(), KafkaError> {
-        self.cluster.create_topic(name, partitions, 1).map_err(KafkaError::Client)
+        self.cluster
+            .create_topic(name, partitions, 1)
+            .map_err(KafkaError::Client)
     }
 
     pub fn cluster(&self) -> &MockCluster<'static, DefaultProducerContext> {

@@ -6,15 +6,28 @@ pub enum KafkaError {
     #[error("kafka client: {0}")]
     Client(#[source] RdError),
     #[error("creating topic {topic}: {code}")]
-    CreateTopic { topic: String, code: RDKafkaErrorCode },
+    CreateTopic {
+        topic: String,
+        code: RDKafkaErrorCode,
+    },
     #[error(
         "stored resume offset {resume_offset} of {topic}/{partition} is below the log start {log_start}: \
          {gap} messages expired in Kafka before they were aggregated; set kafka.allow_resume_from_log_start = true \
          to accept the gap and resume from the log start"
     )]
-    OffsetGap { topic: String, partition: i32, resume_offset: i64, log_start: i64, gap: i64 },
+    OffsetGap {
+        topic: String,
+        partition: i32,
+        resume_offset: i64,
+        log_start: i64,
+        gap: i64,
+    },
     #[error("store: {0}")]
     Store(#[from] perfstream_store::StoreError),
+    #[error("flush before revoke did not finish within pipeline.revoke_flush_deadline_ms")]
+    RevokeDeadline,
+    #[error("invalid [window] config: {0}")]
+    Window(#[from] perfstream_window::ConfigError),
     #[error("pipeline thread panicked")]
     Panicked,
 }

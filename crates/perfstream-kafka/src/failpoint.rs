@@ -11,10 +11,12 @@ pub fn hit(name: &str) {
     static HITS: AtomicU64 = AtomicU64::new(0);
     let mut spec = SPEC.lock().expect("failpoint lock");
     let spec = spec.get_or_insert_with(|| {
-        std::env::var("PERFSTREAM_FAILPOINT").ok().map(|v| match v.split_once(':') {
-            Some((n, c)) => (n.to_string(), c.parse().unwrap_or(1)),
-            None => (v, 1),
-        })
+        std::env::var("PERFSTREAM_FAILPOINT")
+            .ok()
+            .map(|v| match v.split_once(':') {
+                Some((n, c)) => (n.to_string(), c.parse().unwrap_or(1)),
+                None => (v, 1),
+            })
     });
     if let Some((point, n)) = spec
         && point == name

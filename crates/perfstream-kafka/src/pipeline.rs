@@ -56,12 +56,21 @@ impl Default for PipelineSettings {
 }
 
 pub(crate) fn now_us() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
 }
 
 fn default_owner() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "host".into());
-    format!("{}:{}:{:08x}", host.trim(), std::process::id(), rand::rng().random::<u32>())
+    let host =
+        std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "host".into());
+    format!(
+        "{}:{}:{:08x}",
+        host.trim(),
+        std::process::id(),
+        rand::rng().random::<u32>()
+    )
 }
 
 /// Runs the pipeline until `shutdown` resolves: then stops fetching, flushes closed windows,
@@ -80,11 +89,23 @@ pub async fn run_pipeline(
     let handle = tokio::runtime::Handle::current();
     let owner = settings.owner.clone().unwrap_or_else(default_owner);
     let router = Router::new(&kafka)?;
-    let core = Core::new(Engine::new(window), Decoder::new(decode), router);
-    let ctx = PipelineContext::new(handle, store, kafka.clone(), settings.clone(), owner, core, stats);
-    let consumer: BaseConsumer<PipelineContext> =
-        kafka.consumer_config().create_with_context(ctx).map_err(KafkaError::Client)?;
-    consumer.subscribe(&kafka.topics.inputs()).map_err(KafkaError::Client)?;
+    let core = Core::new(Engine::new(window)?, Decoder::new(decode), router);
+    let ctx = PipelineContext::new(
+        handle,
+        store,
+        kafka.clone(),
+        settings.clone(),
+        owner,
+        core,
+        stats,
+    );
+    let consumer: BaseConsumer<PipelineContext> = kafka
+        .consumer_config()
+        .create_with_context(ctx)
+        .map_err(KafkaError::Client)?;
+    consumer
+        .subscribe(&kafka.topics.inputs())
+        .map_err(KafkaError::Client)?;
 
     let stop2 = stop.clone();
     let worker = tokio::task::spawn_blocking(move || poll_loop(consumer, settings, &stop2));
@@ -112,18 +133,29 @@ fn poll_loop(
     let result = loop {
         if stop.load(Ordering::SeqCst) {
             // Final flush: closed windows only; open ones are replayed by the next owner.
-            break ctx.flush(&consumer, "shutdown").map(|_| ());
+            break ctx
+                .flush(&consumer, "shutdown")
+                .map(|_| ())
+                .map_err(|f| f.source);
         }
         // One span per polled batch.
         let mut n = 0usize;
         let span = info_span!("batch", messages = tracing::field::Empty);
         let _g = span.enter();
-        let mut timeout = Duration::from_millis(100).min(next_flush.saturating_duration_since(Instant::now()));
+        let mut timeout =
+            Duration::from_millis(100).min(next_flush.saturating_duration_since(Instant::now()));
         while n < settings.batch_max_messages {
             match consumer.poll(timeout) {
                 None => break,
                 Some(Ok(m)) => {
-                    ctx.handle_message(m.topic(), m.partition(), m.offset(), m.key(), m.payload(), m.timestamp().to_millis());
+                    ctx.handle_message(
+                        m.topic(),
+                        m.partition(),
+                        m.offset(),
+                        m.key(),
+                        m.payload(),
+                        m.timestamp().to_millis(),
+                    );
                     n += 1;
                 }
                 Some(Err(e)) => {
@@ -187,7 +219,11 @@ struct Backoff {
 impl Backoff {
     fn new(s: &PipelineSettings) -> Self {
         let initial = Duration::from_millis(s.retry_initial_ms.max(1));
-        Backoff { initial, max: Duration::from_millis(s.retry_max_ms.max(s.retry_initial_ms)), current: initial }
+        Backoff {
+            initial,
+            max: Duration::from_millis(s.retry_max_ms.max(s.retry_initial_ms)),
+            current: initial,
+        }
     }
     fn reset(&mut self) {
         self.current = self.initial;

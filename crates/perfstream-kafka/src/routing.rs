@@ -36,8 +36,14 @@ pub struct Router {
 
 impl Router {
     pub fn new(s: &KafkaSettings) -> Result<Self, KafkaError> {
-        let producer = s.producer_config().create_with_context(RoutingContext::default()).map_err(KafkaError::Client)?;
-        Ok(Router { producer, buf: Vec::new() })
+        let producer = s
+            .producer_config()
+            .create_with_context(RoutingContext::default())
+            .map_err(KafkaError::Client)?;
+        Ok(Router {
+            producer,
+            buf: Vec::new(),
+        })
     }
 
     /// Queues one envelope. Only fails when the local queue is full for longer than the
@@ -50,14 +56,20 @@ impl Router {
         loop {
             match self.producer.send(record) {
                 Ok(()) => return,
-                Err((rdkafka::error::KafkaError::MessageProduction(
-                    rdkafka::types::RDKafkaErrorCode::QueueFull,
-                ), r)) => {
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull,
+                    ),
+                    r,
+                )) => {
                     record = r;
                     self.producer.poll(Duration::from_millis(10));
                 }
                 Err(_) => {
-                    self.producer.context().failed.fetch_add(1, Ordering::Relaxed);
+                    self.producer
+                        .context()
+                        .failed
+                        .fetch_add(1, Ordering::Relaxed);
                     return;
                 }
             }

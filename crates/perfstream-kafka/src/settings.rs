@@ -112,7 +112,10 @@ impl KafkaSettings {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", self.session_timeout_ms.to_string())
-            .set("heartbeat.interval.ms", (self.session_timeout_ms / 5).max(100).to_string())
+            .set(
+                "heartbeat.interval.ms",
+                (self.session_timeout_ms / 5).max(100).to_string(),
+            )
             .set("fetch.queue.backoff.ms", "10")
             .set("isolation.level", "read_committed")
             .set("partition.assignment.strategy", "range,roundrobin");

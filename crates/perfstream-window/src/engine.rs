@@ -150,12 +150,16 @@ impl Engine {
             return Ok(RecordOutcome::Skipped);
         }
         let closed_through = (*watermark_us).max(stored_through);
+        // Too late is judged against the partition's own watermark as well: while another
+        // partition holds the operator watermark back (e.g. it has no event yet), an event far
+        // behind this partition's stream is still beyond the horizon, whatever the timing.
+        let own_watermark = p.max_event_us.map(|m| m.saturating_sub(us.allowed_lateness));
+        if closed_through.max(own_watermark).is_some_and(|t| end.saturating_add(us.correction_horizon) <= t) {
+            c.too_late += 1;
+            return Ok(RecordOutcome::TooLate);
+        }
         let (windows, outcome) = match closed_through {
             Some(through) if end <= through => {
-                if end.saturating_add(us.correction_horizon) <= through {
-                    c.too_late += 1;
-                    return Ok(RecordOutcome::TooLate);
-                }
                 c.corrections += 1;
                 (&mut p.corrections, RecordOutcome::Correction)
             }

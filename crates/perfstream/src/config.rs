@@ -23,7 +23,10 @@ pub struct PostgresSettings {
 
 impl Default for PostgresSettings {
     fn default() -> Self {
-        PostgresSettings { url: "postgres://postgres@127.0.0.1:5432/perfstream".into(), max_connections: 8 }
+        PostgresSettings {
+            url: "postgres://postgres@127.0.0.1:5432/perfstream".into(),
+            max_connections: 8,
+        }
     }
 }
 
@@ -46,7 +49,10 @@ pub enum LogFormat {
 
 impl Default for LogSettings {
     fn default() -> Self {
-        LogSettings { format: LogFormat::Text, filter: "info".into() }
+        LogSettings {
+            format: LogFormat::Text,
+            filter: "info".into(),
+        }
     }
 }
 
@@ -68,8 +74,9 @@ impl Config {
         if let Ok(url) = std::env::var("DATABASE_URL") {
             f = f.merge(Serialized::default("postgres.url", url));
         }
-        let file: Option<PathBuf> =
-            file.map(Path::to_path_buf).or_else(|| std::env::var_os("PERFSTREAM_CONFIG").map(PathBuf::from));
+        let file: Option<PathBuf> = file
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("PERFSTREAM_CONFIG").map(PathBuf::from));
         if let Some(path) = file {
             f = f.merge(Toml::file_exact(path));
         }
@@ -81,8 +88,16 @@ impl Config {
         Self::figment(file).extract().map_err(|e| {
             e.into_iter()
                 .map(|e| {
-                    let key = if e.path.is_empty() { "(top level)".to_string() } else { e.path.join(".") };
-                    let src = e.metadata.as_ref().map(|m| format!(" (from {})", m.name)).unwrap_or_default();
+                    let key = if e.path.is_empty() {
+                        "(top level)".to_string()
+                    } else {
+                        e.path.join(".")
+                    };
+                    let src = e
+                        .metadata
+                        .as_ref()
+                        .map(|m| format!(" (from {})", m.name))
+                        .unwrap_or_default();
                     format!("config key `{key}`{src}: {}", e.kind)
                 })
                 .collect::<Vec<_>>()
@@ -96,7 +111,16 @@ impl Config {
         c.postgres.url = redact_url(&c.postgres.url);
         for (k, v) in c.kafka.librdkafka.iter_mut() {
             let k = k.to_ascii_lowercase();
-            if ["password", "secret", "sasl.oauthbearer.config", "key.pem", "ssl.key"].iter().any(|s| k.contains(s)) {
+            if [
+                "password",
+                "secret",
+                "sasl.oauthbearer.config",
+                "key.pem",
+                "ssl.key",
+            ]
+            .iter()
+            .any(|s| k.contains(s))
+            {
                 *v = "<redacted>".into();
             }
         }
@@ -124,7 +148,10 @@ mod tests {
     fn layers_defaults_file_env() {
         Jail::expect_with(|jail| {
             jail.clear_env();
-            jail.create_file("p.toml", "[kafka]\nbootstrap_servers = \"file:9092\"\ngroup_id = \"g-file\"\n")?;
+            jail.create_file(
+                "p.toml",
+                "[kafka]\nbootstrap_servers = \"file:9092\"\ngroup_id = \"g-file\"\n",
+            )?;
             jail.set_env("PERFSTREAM_KAFKA__GROUP_ID", "g-env");
             let c = Config::load(Some(Path::new("p.toml"))).expect("loads");
             assert_eq!(c.kafka.bootstrap_servers, "file:9092");
@@ -167,7 +194,10 @@ mod tests {
             let c = Config::load(None).expect("loads");
             assert_eq!(c.postgres.url, "postgres://u:hunter2@db/x");
             let shown = c.redacted_toml();
-            assert!(!shown.contains("hunter2") && !shown.contains("s3cret"), "{shown}");
+            assert!(
+                !shown.contains("hunter2") && !shown.contains("s3cret"),
+                "{shown}"
+            );
             Ok(())
         });
     }

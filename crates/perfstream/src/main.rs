@@ -7,7 +7,7 @@ mod telemetry;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use config::Config;
 use perfstream_kafka::PipelineStats;
@@ -70,7 +70,10 @@ fn main() -> std::process::ExitCode {
         }
     };
     telemetry::init(&cfg.log);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("perfstream: cannot start the runtime: {e}");
@@ -98,12 +101,20 @@ async fn dispatch(cmd: Command, cfg: Config) -> Result<()> {
             info!("Migrations applied.");
             Ok(())
         }
-        Command::Topics { action: TopicsAction::Create } => {
-            let created = perfstream_kafka::create_topics(&cfg.kafka).await.context("creating topics")?;
+        Command::Topics {
+            action: TopicsAction::Create,
+        } => {
+            let created = perfstream_kafka::create_topics(&cfg.kafka)
+                .await
+                .context("creating topics")?;
             println!("created: {created:?}");
             Ok(())
         }
-        Command::DevBroker { brokers, partitions, bootstrap_file } => {
+        Command::DevBroker {
+            brokers,
+            partitions,
+            bootstrap_file,
+        } => {
             let broker = perfstream_kafka::DevBroker::start(brokers, partitions, &cfg.kafka.topics)
                 .context("starting the mock cluster")?;
             let addr = broker.bootstrap_servers();
@@ -126,19 +137,23 @@ async fn dispatch(cmd: Command, cfg: Config) -> Result<()> {
 async fn connect(cfg: &Config) -> Result<Store> {
     Store::connect(&cfg.postgres.url, cfg.postgres.max_connections)
         .await
-        .with_context(|| format!("connecting to Postgres (postgres.url = {})", config::redact_url(&cfg.postgres.url)))
+        .with_context(|| {
+            format!(
+                "connecting to Postgres (postgres.url = {})",
+                config::redact_url(&cfg.postgres.url)
+            )
+        })
 }
 
 async fn run(cfg: Config) -> Result<()> {
-    if let Err(e) = cfg.window.validate() {
-        bail!("invalid [window] config: {e}");
-    }
     let store = connect(&cfg).await?;
     store.migrate().await.context("applying migrations")?;
     if cfg.kafka.create_topics {
-        perfstream_kafka::create_topics(&cfg.kafka).await.context("creating topics")?;
+        perfstream_kafka::create_topics(&cfg.kafka)
+            .await
+            .context("creating topics")?;
     }
-    if let Some(w) = perfstream_kafka::check_retention(&cfg.kafka, cfg.window.retention_needed()) {
+    if let Some(w) = perfstream_kafka::check_retention(&cfg.kafka, retention_needed(&cfg.window)) {
         warn!("{w}");
     }
     let stats = Arc::new(PipelineStats::default());
@@ -156,18 +171,26 @@ async fn run(cfg: Config) -> Result<()> {
     .context("pipeline")
 }
 
+/// Kafka must keep data for the correction horizon plus the longest a window stays open
+/// (window + allowed lateness + idle timeout), so a restart can always replay from its resume
+/// offset.
+fn retention_needed(w: &perfstream_window::WindowConfig) -> std::time::Duration {
+    w.correction_horizon + w.window + w.allowed_lateness + w.idle_timeout
+}
+
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
