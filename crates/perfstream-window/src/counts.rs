@@ -49,7 +49,12 @@ impl Counts {
                 *len += 1;
             }
             Counts::Dense(d) => d[i as usize] += 1,
-            _ => self.record_n(layout, i, 1),
+            Counts::Sparse(s) => {
+                if !sparse_add(s, i, 1) {
+                    self.record_n(layout, i, 1)
+                }
+            }
+            Counts::Inline { .. } => self.record_n(layout, i, 1),
         }
     }
 
@@ -121,6 +126,7 @@ impl Counts {
 
 /// Adds `n` to index `i` of a sparse list; `false` when it must go dense instead (too many
 /// distinct buckets, or a count past `u16::MAX`), in which case `s` is unchanged.
+#[inline]
 fn sparse_add(s: &mut Vec<u32>, i: u16, n: u64) -> bool {
     let key = u32::from(i) << 16;
     let pos = s.partition_point(|&e| e < key);

@@ -153,8 +153,13 @@ impl Engine {
         // Too late is judged against the partition's own watermark as well: while another
         // partition holds the operator watermark back (e.g. it has no event yet), an event far
         // behind this partition's stream is still beyond the horizon, whatever the timing.
-        let own_watermark = p.max_event_us.map(|m| m.saturating_sub(us.allowed_lateness));
-        if closed_through.max(own_watermark).is_some_and(|t| end.saturating_add(us.correction_horizon) <= t) {
+        let own_watermark = p
+            .max_event_us
+            .map(|m| m.saturating_sub(us.allowed_lateness));
+        if closed_through
+            .max(own_watermark)
+            .is_some_and(|t| end.saturating_add(us.correction_horizon) <= t)
+        {
             c.too_late += 1;
             return Ok(RecordOutcome::TooLate);
         }
@@ -293,7 +298,7 @@ fn emit<S: Series>(
     out.extend(series.into_iter().map(|(k, s)| Rollup {
         window_start_us: start,
         window_end_us: end,
-        key: S::Key::decode(&k),
+        key: S::Key::decode(k.as_slice()),
         figures: s.into_figures(layout, sigfig),
     }));
     out[first..].sort_unstable_by(|a, b| a.key.cmp(&b.key));

@@ -1,9 +1,11 @@
 //! Series keys as packed bytes: one allocation per series, and lookups by a key encoded into a
 //! reused scratch buffer, so an event for an existing series allocates nothing.
 //!
-//! Layout: each string as a little-endian `u32` length and its UTF-8 bytes, the query type as
-//! one byte (its Avro index). Keys are decoded back into [`QueryKey`] and friends only when a
-//! window is emitted.
+//! Layout: each string as its length (LEB128 varint, one byte below 128) and its UTF-8 bytes,
+//! the query type as one byte (its Avro index). Keys up to [`INLINE_KEY`] bytes (a service name,
+//! a 16-hex-digit query hash and no tenant take about 32) live inside the hash table slot, so a
+//! lookup compares them without following a pointer. Keys are decoded back into [`QueryKey`]
+//! and friends only when a window is emitted.
 
 use perfstream_events::{QueryEvent, QueryType, RequestEvent, ResourceEvent};
 
@@ -14,8 +16,75 @@ use crate::rollup::{QueryKey, RequestKey, ResourceKey};
 pub const OVERFLOW_KEY: &str = "__overflow__";
 
 fn put(buf: &mut Vec<u8>, s: &str) {
-    buf.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    let mut n = s.len();
+    while n >= 0x80 {
+        buf.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    buf.push(n as u8);
     buf.extend_from_slice(s.as_bytes());
+}
+
+/// Longest key stored inline in the table slot.
+pub const INLINE_KEY: usize = 38;
+
+/// A packed key: inline when short, boxed otherwise. Hashes and compares as its bytes, so maps
+/// keyed by it are looked up with a plain `&[u8]`.
+#[derive(Clone)]
+pub enum SmallKey {
+    Inline { len: u8, bytes: [u8; INLINE_KEY] },
+    Heap(Box<[u8]>),
+}
+
+impl SmallKey {
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            SmallKey::Inline { len, bytes } => &bytes[..*len as usize],
+            SmallKey::Heap(b) => b,
+        }
+    }
+}
+
+impl From<&[u8]> for SmallKey {
+    fn from(s: &[u8]) -> Self {
+        if s.len() <= INLINE_KEY {
+            let mut bytes = [0; INLINE_KEY];
+            bytes[..s.len()].copy_from_slice(s);
+            SmallKey::Inline {
+                len: s.len() as u8,
+                bytes,
+            }
+        } else {
+            SmallKey::Heap(s.into())
+        }
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for SmallKey {
+    fn borrow(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl std::hash::Hash for SmallKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // Exactly as `[u8]` hashes, which `Borrow<[u8]>` requires.
+        self.as_slice().hash(state)
+    }
+}
+
+impl PartialEq for SmallKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for SmallKey {}
+
+impl std::fmt::Debug for SmallKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.as_slice())
+    }
 }
 
 /// Reads back what [`put`] wrote. Keys only ever come from this module, so a malformed one is
@@ -24,14 +93,21 @@ struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
     fn str(&mut self) -> &'a str {
-        let (len, rest) = self.0.split_at(4);
-        let len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
-        let (s, rest) = rest.split_at(len);
+        let (mut len, mut shift) = (0_usize, 0);
+        loop {
+            let b = self.byte();
+            len |= usize::from(b & 0x7F) << shift;
+            shift += 7;
+            if b < 0x80 {
+                break;
+            }
+        }
+        let (s, rest) = self.0.split_at(len);
         self.0 = rest;
         std::str::from_utf8(s).expect("keys are encoded from &str")
     }
     fn byte(&mut self) -> u8 {
-        let (b, rest) = self.0.split_first().expect("key has a type byte");
+        let (b, rest) = self.0.split_first().expect("keys are complete");
         self.0 = rest;
         *b
     }
@@ -168,6 +244,33 @@ mod tests {
         encode_query(&mut a, &query("ab", "c", None), false);
         encode_query(&mut b, &query("a", "bc", None), false);
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn long_fields_use_multi_byte_lengths_and_heap_keys() {
+        let mut buf = Vec::new();
+        let long = "x".repeat(300);
+        encode_query(&mut buf, &query(&long, "h", Some(&long)), true);
+        let k = QueryKey::decode(&buf);
+        assert_eq!((k.service.len(), k.tenant_id.len()), (300, 300));
+        assert!(matches!(SmallKey::from(&buf[..]), SmallKey::Heap(_)));
+        encode_query(
+            &mut buf,
+            &query("checkout-service", "0123456789abcdef", None),
+            false,
+        );
+        assert!(buf.len() <= INLINE_KEY, "{}", buf.len());
+        assert!(matches!(SmallKey::from(&buf[..]), SmallKey::Inline { .. }));
+        assert_eq!(SmallKey::from(&buf[..]).as_slice(), &buf[..]);
+    }
+
+    #[test]
+    fn small_key_hashes_like_its_bytes() {
+        use std::hash::BuildHasher;
+        let s = hashbrown::DefaultHashBuilder::default();
+        for bytes in [&b"abc"[..], &[7; 100][..]] {
+            assert_eq!(s.hash_one(SmallKey::from(bytes)), s.hash_one(bytes));
+        }
     }
 
     #[test]

@@ -87,6 +87,10 @@ pub struct QuerySeries {
     rows_max: i64,
     /// Smallest normalized text seen, boxed to keep the series small.
     text: Option<Box<str>>,
+    /// [`text_hash`] of `text`: a text with the same hash is taken to be the same text, so the
+    /// usual event (same text as before) never follows the `text` pointer. A 64-bit collision
+    /// between two different texts of one key in one window could keep the larger one.
+    text_hash: u64,
 }
 
 impl Default for QuerySeries {
@@ -96,14 +100,34 @@ impl Default for QuerySeries {
             rows_sum: 0,
             rows_max: i64::MIN,
             text: None,
+            text_hash: 0,
         }
     }
 }
 
-fn keep_smallest(slot: &mut Option<Box<str>>, candidate: &str) {
+/// A fast deterministic 64-bit hash of a query text (FxHash-style over 8-byte words).
+pub fn text_hash(s: &str) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mut h = (s.len() as u64).wrapping_mul(K);
+    let mut chunks = s.as_bytes().chunks_exact(8);
+    for c in &mut chunks {
+        let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+        h = (h.rotate_left(5) ^ w).wrapping_mul(K);
+    }
+    let mut last = [0_u8; 8];
+    last[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+    h = (h.rotate_left(5) ^ u64::from_le_bytes(last)).wrapping_mul(K);
+    h ^ (h >> 29)
+}
+
+/// Keeps the smaller of the current text and `candidate`; returns whether it took `candidate`.
+fn keep_smallest(slot: &mut Option<Box<str>>, candidate: &str) -> bool {
     match slot {
-        Some(cur) if **cur <= *candidate => {}
-        _ => *slot = Some(candidate.into()),
+        Some(cur) if **cur <= *candidate => false,
+        _ => {
+            *slot = Some(candidate.into());
+            true
+        }
     }
 }
 
@@ -113,9 +137,16 @@ impl QuerySeries {
         self.rows_sum = self.rows_sum.saturating_add(e.rows_affected);
         self.rows_max = self.rows_max.max(e.rows_affected);
         if let Some(t) = &e.query_text {
-            keep_smallest(&mut self.text, t);
+            self.offer_text(t, text_hash(t));
         }
         self.latency.record(e.execution_time_us, layout)
+    }
+
+    #[inline]
+    fn offer_text(&mut self, t: &str, hash: u64) {
+        if (self.text.is_none() || hash != self.text_hash) && keep_smallest(&mut self.text, t) {
+            self.text_hash = hash;
+        }
     }
 }
 
@@ -128,7 +159,7 @@ impl Series for QuerySeries {
         self.rows_sum = self.rows_sum.saturating_add(o.rows_sum);
         self.rows_max = self.rows_max.max(o.rows_max);
         if let Some(t) = &o.text {
-            keep_smallest(&mut self.text, t);
+            self.offer_text(t, o.text_hash);
         }
     }
 
@@ -283,10 +314,49 @@ mod tests {
 
     #[test]
     fn smallest_query_text_wins_in_any_order() {
-        let mut a = None;
-        for t in ["select b", "select a", "select c"] {
-            keep_smallest(&mut a, t);
+        let layout = HdrLayout::new(2);
+        let mut merged = QuerySeries::default();
+        for order in [
+            ["select b", "select a", "select c"],
+            ["select c", "select b", "select a"],
+        ] {
+            let mut s = QuerySeries::default();
+            for t in order {
+                let e = QueryEvent {
+                    service: "s".into(),
+                    instance: "i".into(),
+                    query_hash: "h".into(),
+                    query_type: perfstream_events::QueryType::Select,
+                    query_text: Some(t.into()),
+                    execution_time_us: 1,
+                    rows_affected: 1,
+                    tenant_id: None,
+                    executed_at_us: 0,
+                };
+                s.record(&e, &layout);
+            }
+            assert_eq!(s.text.as_deref(), Some("select a"));
+            assert_eq!(s.text_hash, text_hash("select a"));
+            let mut other = QuerySeries::default();
+            other.offer_text("select 0", text_hash("select 0"));
+            merged.merge(&s, &layout);
+            s.merge(&other, &layout);
+            assert_eq!(s.text.as_deref(), Some("select 0"));
         }
-        assert_eq!(a.as_deref(), Some("select a"));
+        assert_eq!(merged.text.as_deref(), Some("select a"));
+    }
+
+    #[test]
+    fn text_hash_sees_every_byte() {
+        let a = "select * from t where id = $1";
+        let hashes: std::collections::HashSet<u64> = (0..a.len())
+            .map(|i| {
+                let mut b = a.as_bytes().to_vec();
+                b[i] ^= 1;
+                text_hash(std::str::from_utf8(&b).unwrap())
+            })
+            .chain([text_hash(a), text_hash(&a[..a.len() - 1]), text_hash("")])
+            .collect();
+        assert_eq!(hashes.len(), a.len() + 3);
     }
 }

@@ -4,11 +4,11 @@ use hashbrown::HashMap;
 use hashbrown::hash_map::EntryRef;
 
 use crate::hdr::HdrLayout;
-use crate::key::PackedKey;
+use crate::key::{PackedKey, SmallKey};
 use crate::series::{QuerySeries, RequestSeries, ResourceSeries, Series};
 
 /// Series by packed key (see [`crate::key`]).
-pub type SeriesMap<S> = HashMap<Box<[u8]>, S>;
+pub type SeriesMap<S> = HashMap<SmallKey, S>;
 
 #[derive(Debug, Default)]
 pub struct WindowState {
