@@ -17,7 +17,7 @@ use apache_avro::schema_compatibility::SchemaCompatibility;
 
 use crate::convert;
 use crate::cursor::Cursor;
-use crate::decode::{Decoded, Limits, Record, Target};
+use crate::decode::{Decoded, Limits, Record, Target, decode_body};
 use crate::error::DecodeError;
 use crate::registry::{Registry, RegistryError};
 use crate::scan::scan;
@@ -30,6 +30,10 @@ const MAX_CACHED_FAILURES: usize = 4096;
 /// A writer schema, ready to decode with.
 pub(crate) struct Writer {
     pub record: Record,
+    /// The writer schema has the same Parsing Canonical Form (the same binary layout) as our own
+    /// version of `record`: a registry id under which a producer registered our exact schema.
+    /// Such bodies take the specialised decoder.
+    pub same_as_own: bool,
     schema: &'static Schema,
     names: ResolvedSchema<'static>,
     reader: GenericDatumReader<'static>,
@@ -103,6 +107,7 @@ impl Writer {
             .map_err(|e| incompatible(e.to_string()))?;
         Ok(Writer {
             record,
+            same_as_own: schema.canonical_form() == reader_schema(record).canonical_form(),
             schema,
             names,
             reader,
@@ -114,6 +119,8 @@ impl Writer {
 pub(crate) struct Resolver {
     registry: Option<Registry>,
     limits: Limits,
+    /// `DecodeConfig::fast_path`: registry schemas identical to ours take the specialised decoder.
+    fast_path: bool,
     /// Our own schema versions, by id (used when the fast path is off).
     own: HashMap<u32, Arc<Writer>>,
     /// Registry schemas by id; permanent failures too (bounded, see `MAX_CACHED_FAILURES`).
@@ -127,7 +134,7 @@ struct Cache {
 }
 
 impl Resolver {
-    pub fn new(registry: Option<Registry>, limits: Limits) -> Self {
+    pub fn new(registry: Option<Registry>, limits: Limits, fast_path: bool) -> Self {
         // Our own current schemas are their own writer schemas; they read as themselves (tested),
         // so none is dropped here.
         let own = Record::ALL
@@ -141,6 +148,7 @@ impl Resolver {
         Resolver {
             registry,
             limits,
+            fast_path,
             own,
             cache: Mutex::new(Cache::default()),
         }
@@ -194,6 +202,9 @@ impl Resolver {
                 found: w.record.name().to_owned(),
                 expected: target.expected(),
             });
+        }
+        if self.fast_path && w.same_as_own {
+            return decode_body(w.record, body, &self.limits);
         }
         let mut c = Cursor::new(body);
         scan(w.schema, w.names.get_names(), &mut c, &self.limits, 0)?;
@@ -251,12 +262,33 @@ mod tests {
                 max_string: 1024,
                 max_map: 64,
             },
+            false,
         );
         assert_eq!(r.own.len(), Record::ALL.len());
         for record in Record::ALL {
             let w = r.writer(record.own_id().0).expect("own schema");
             assert_eq!(w.record, record);
         }
+    }
+
+    fn writer(text: &str) -> Writer {
+        let schema = Schema::parse_str(text).expect("parses");
+        let record = check(900, &schema).expect("compatible");
+        Writer::new(900, record, Box::leak(Box::new(schema))).expect("builds")
+    }
+
+    #[test]
+    fn registry_copies_of_our_schemas_are_recognised() {
+        // Docs and defaults differ, the binary layout does not: same Parsing Canonical Form.
+        let copy = crate::schema::QUERY_AVSC.replace("Stable hash", "A hash");
+        assert!(writer(&copy).same_as_own);
+        // One field less: a different layout.
+        let mut v: serde_json::Value = serde_json::from_str(crate::schema::QUERY_AVSC).unwrap();
+        v["fields"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|f| f["name"] != "tenant_id");
+        assert!(!writer(&v.to_string()).same_as_own);
     }
 
     #[test]

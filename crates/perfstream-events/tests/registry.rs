@@ -436,3 +436,27 @@ fn config_check_rejects_https_and_negative_skew() {
     c.max_future_skew_us = -1;
     assert!(c.check().is_err());
 }
+
+#[test]
+fn a_registered_copy_of_our_schema_decodes_like_id_1() {
+    // A Java producer with KafkaAvroSerializer registers our schema and gets its own id.
+    let copy: serde_json::Value = serde_json::from_str(QUERY_AVSC).expect("json");
+    let reg = FakeRegistry::start(HashMap::from([(120, ok(&copy))]));
+    let slow = Decoder::new(DecodeConfig {
+        registry_url: Some(reg.url.clone()),
+        fast_path: false,
+        ..DecodeConfig::default()
+    });
+    let fast = reg.decoder();
+    let mut bytes = framed(&Event::Query(query()));
+    bytes[1..5].copy_from_slice(&120u32.to_be_bytes());
+    assert_eq!(fast.decode(&bytes, None), Ok(Event::Query(query())));
+    assert_eq!(slow.decode(&bytes, None), Ok(Event::Query(query())));
+    // and bad bodies fail the same way on both
+    for cut in 5..bytes.len() {
+        assert_eq!(
+            fast.decode(&bytes[..cut], None),
+            slow.decode(&bytes[..cut], None)
+        );
+    }
+}
