@@ -134,14 +134,16 @@ impl Engine {
         let p = partitions
             .get_mut(&partition)
             .ok_or(WindowError::NotAssigned { partition })?;
-        p.last_arrival_us = p.last_arrival_us.max(Some(arrival_us));
         p.next_offset = p.next_offset.max(Some(offset.saturating_add(1)));
         let c = counters.kind_mut(event.kind());
         let t = event.time_us();
         if t > arrival_us.saturating_add(us.max_future_skew) {
+            // Not activity either: a partition carrying only such events must go idle rather
+            // than hold the watermark back for ever.
             c.future += 1;
             return Ok(RecordOutcome::Future);
         }
+        p.last_arrival_us = p.last_arrival_us.max(Some(arrival_us));
         p.max_event_us = p.max_event_us.max(Some(t));
         let (start, end) = window_of(t, us.window);
         let stored_through = p.stored_through_us();

@@ -306,6 +306,22 @@ fn event_years_in_the_future_is_refused_without_opening_a_window() {
 }
 
 #[test]
+fn partition_with_only_future_events_goes_idle() {
+    let mut e = assigned(cfg(), &[0, 1]);
+    let years = 10 * 365 * 24 * 3600 * S;
+    e.record(pid(0), 0, &query("s", "h", T0 + 2 * MIN, 10), T0)
+        .unwrap();
+    for i in 0..40 {
+        let now = T0 + i * S;
+        e.record(pid(1), i, &query("s", "h", T0 + years, 10), now)
+            .unwrap();
+        e.advance(now);
+    }
+    // Partition 1 never had a usable event; it stopped holding back 30 s after the first advance.
+    assert_eq!(e.watermark_us(), Some(T0 + 2 * MIN - 5 * S));
+}
+
+#[test]
 fn huge_timestamps_do_not_hang_or_allocate_per_window() {
     // Even if the caller's clock agrees with a far-future event, the engine opens exactly one
     // window for it and never walks the windows in between.
