@@ -4,7 +4,8 @@
 //! channel is full the event is dropped and counted. One background thread (no async runtime
 //! required, so sync and async services can both use it) drains the channel in batches,
 //! encodes, and hands the messages to an idempotent librdkafka producer keyed by the series
-//! key. When the broker is unreachable the producer's own queue fills, the thread waits on it,
+//! key; the producer's own polling thread serves delivery reports as they arrive (they free
+//! the producer's queue, so serving them late would throttle sending). When the broker is unreachable the producer's own queue fills, the thread waits on it,
 //! the channel fills, and the caller keeps going while `dropped` grows. When the broker comes
 //! back the producer drains and the thread resumes.
 
@@ -19,7 +20,7 @@ use perfstream_events::encode::{encode_event, series_key};
 use perfstream_events::{Event, QueryEvent, RequestEvent, ResourceEvent};
 use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use tracing::{debug, warn};
 
 use crate::error::EmitError;
@@ -131,7 +132,7 @@ impl Emitter {
     /// settings; an unreachable broker is not an error (events wait, then drop).
     pub fn new(config: EmitterConfig) -> Result<Emitter, EmitError> {
         let shared = Arc::new(Shared::default());
-        let producer: BaseProducer<CountingContext> =
+        let producer: ThreadedProducer<CountingContext> =
             producer_config(&config.bootstrap, &config.producer_properties)
                 .create_with_context(CountingContext {
                     shared: shared.clone(),
@@ -214,7 +215,7 @@ impl Drop for Emitter {
 
 fn worker(
     rx: Receiver<Event>,
-    producer: BaseProducer<CountingContext>,
+    producer: ThreadedProducer<CountingContext>,
     shared: Arc<Shared>,
     config: EmitterConfig,
 ) {
@@ -252,7 +253,7 @@ fn worker(
                             break;
                         }
                         // The broker is slow or away: wait on the producer, not the caller.
-                        producer.poll(Duration::from_millis(10));
+                        producer.poll(Duration::from_millis(1));
                     }
                     Err((error, _)) => {
                         debug!(%error, topic, "Producing an event failed.");
@@ -262,7 +263,6 @@ fn worker(
                 }
             }
         }
-        producer.poll(Duration::ZERO);
     }
     // Channel closed by shutdown: everything buffered has been handed over (or dropped past
     // the deadline); wait for acknowledgements until the deadline.

@@ -162,6 +162,12 @@ struct AckContext {
     acks: Mutex<Vec<(u64, bool)>>,
 }
 
+impl AckContext {
+    fn len(&self) -> usize {
+        self.acks.lock().map(|a| a.len()).unwrap_or(0)
+    }
+}
+
 impl ClientContext for AckContext {}
 
 impl ProducerContext for AckContext {
@@ -223,6 +229,19 @@ impl Loop<'_> {
         }
     }
 
+    /// Serves every delivery report that is ready. rdkafka's `poll(0)` serves at most one
+    /// event, and unserved reports keep their messages in the producer's queue.
+    fn pump(&mut self) {
+        for _ in 0..10_000 {
+            let before = self.producer.context().len();
+            self.producer.poll(Duration::ZERO);
+            if self.producer.context().len() == before {
+                break;
+            }
+        }
+        self.drain();
+    }
+
     fn send(&mut self, rec: Record) -> Result<(), EmitError> {
         let topic = self.scenario.topic(rec.topic);
         loop {
@@ -232,8 +251,8 @@ impl Loop<'_> {
             match self.producer.send(br) {
                 Ok(()) => break,
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    self.producer.poll(Duration::from_millis(5));
-                    self.drain();
+                    self.producer.poll(Duration::from_millis(1));
+                    self.pump();
                 }
                 Err((source, _)) => {
                     return Err(EmitError::Produce {
@@ -284,8 +303,7 @@ pub fn produce_blocking(scenario: &Scenario, opts: &ProduceOptions) -> Result<Re
         lp.send(rec)?;
         attempted += 1;
         if attempted % 1024 == 0 {
-            lp.producer.poll(Duration::ZERO);
-            lp.drain();
+            lp.pump();
             let elapsed = started.elapsed();
             if elapsed >= next_progress {
                 next_progress = elapsed + opts.progress_interval;
@@ -303,8 +321,7 @@ pub fn produce_blocking(scenario: &Scenario, opts: &ProduceOptions) -> Result<Re
     if let Err(error) = lp.producer.flush(opts.flush_timeout) {
         warn!(%error, in_flight = lp.pending.len(), "Flush did not complete; counting the rest as failed.");
     }
-    lp.producer.poll(Duration::ZERO);
-    lp.drain();
+    lp.pump();
     // Anything still pending was not acknowledged within the timeout.
     lp.failed += lp.pending.len() as u64;
     let mut truth = lp.truth.take();
