@@ -115,7 +115,9 @@ pub struct GenerateArgs {
     pub start_time: Option<i64>,
 
     /// Send as fast as the broker takes it instead of pacing at `--rate` (event times still
-    /// follow the rate).
+    /// follow the rate, so they run ahead of the wall clock, and of the Kafka timestamps, by up
+    /// to the whole span: keep that under the pipeline's `window.max_future_skew`, 1 h by
+    /// default, or give a `--start-time` in the past).
     #[arg(long)]
     pub unpaced: bool,
 
