@@ -1,5 +1,6 @@
 //! The write path: one transaction per flush, rollups and consumer progress together.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use perfstream_events::TimestampUs;
@@ -86,25 +87,34 @@ impl Store {
         // by primary key), catalog rows by hash, dirty marks by hour, progress rows by
         // partition. Nothing in a flush takes a lock out of that order, so writers never
         // deadlock.
+        let t = std::time::Instant::now();
         let q = self.write_table::<QueryTable>(&mut tx, &query).await?;
         let r = self.write_table::<RequestTable>(&mut tx, &request).await?;
         let s = self
             .write_table::<ResourceTable>(&mut tx, &resource)
             .await?;
+        let rollups_at = t.elapsed();
         upsert_catalog(&mut tx, &flush.rollups.query).await?;
         self.fault(Stage::Catalog)?;
+        let catalog_at = t.elapsed();
         mark_hours_dirty(&mut tx, &hours).await?;
         self.fault(Stage::DirtyMarks)?;
         compare_and_set_progress(&mut tx, flush).await?;
         self.fault(Stage::BeforeCommit)?;
+        let progress_at = t.elapsed();
         tx.commit()
             .await
             .map_err(StoreError::db("committing a flush"))?;
         self.fault(Stage::AfterCommit)?;
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
         tracing::debug!(
             inserted = q.inserted + r.inserted + s.inserted,
             merged = q.merged + r.merged + s.merged,
-            elapsed_ms = started.elapsed().as_millis() as u64,
+            prepare_ms = ms(started.elapsed() - t.elapsed()),
+            rollups_ms = ms(rollups_at),
+            catalog_ms = ms(catalog_at - rollups_at),
+            progress_ms = ms(progress_at - catalog_at),
+            commit_ms = ms(t.elapsed() - progress_at),
             "Flush committed."
         );
         Ok(())
@@ -114,20 +124,18 @@ impl Store {
     async fn write_table<T: Table>(
         &self,
         conn: &mut PgConnection,
-        rows: &[Stored<T::Key, T::Figures>],
+        rows: &[Stored<'_, T::Key, T::Figures>],
     ) -> Result<Written, StoreError> {
         let mut written = Written::default();
         if rows.is_empty() {
             return Ok(written);
         }
-        let refs: Vec<&Stored<T::Key, T::Figures>> = rows.iter().collect();
-        let inserted = table::insert_new::<T>(conn, &refs).await?;
-        written.inserted = inserted.len();
+        let refs: Vec<&Stored<'_, T::Key, T::Figures>> = rows.iter().collect();
+        let existing = table::insert_new::<T>(conn, &refs).await?;
+        written.inserted = refs.len() - existing.len();
         self.fault(Stage::Inserted { table: T::NAME })?;
-        let mut pending: Vec<&Stored<T::Key, T::Figures>> = refs
-            .into_iter()
-            .filter(|s| !inserted.contains(&s.id()))
-            .collect();
+        let mut pending: Vec<&Stored<'_, T::Key, T::Figures>> =
+            existing.into_iter().map(|i| refs[i]).collect();
         // A row seen by the insert can be gone by the time it is locked (deleted by retention,
         // in theory): insert it again. Bounded, because each round needs a concurrent delete.
         for _ in 0..4 {
@@ -135,14 +143,14 @@ impl Store {
                 break;
             }
             let locked = table::lock_existing::<T>(conn, &pending).await?;
-            let mut by_id: HashMap<RowId<T::Key>, Stored<T::Key, T::Figures>> =
+            let mut by_id: HashMap<RowId<T::Key>, Stored<'static, T::Key, T::Figures>> =
                 locked.into_iter().map(|s| (s.id(), s)).collect();
             let mut merged = Vec::with_capacity(by_id.len());
             let mut missing = Vec::new();
             for s in pending {
                 match by_id.remove(&s.id()) {
                     Some(mut existing) => {
-                        existing.rollup.figures.merge(&s.rollup.figures);
+                        existing.rollup.to_mut().figures.merge(&s.rollup.figures);
                         merged.push(existing);
                     }
                     None => missing.push(s),
@@ -151,11 +159,8 @@ impl Store {
             table::update::<T>(conn, &merged.iter().collect::<Vec<_>>()).await?;
             written.merged += merged.len();
             let again = table::insert_new::<T>(conn, &missing).await?;
-            written.inserted += again.len();
-            pending = missing
-                .into_iter()
-                .filter(|s| !again.contains(&s.id()))
-                .collect();
+            written.inserted += missing.len() - again.len();
+            pending = again.into_iter().map(|i| missing[i]).collect();
         }
         if let Some(s) = pending.first() {
             return Err(StoreError::InvalidWindow {
@@ -203,23 +208,23 @@ pub(crate) fn base_resolution(
 
 /// Labels, sorts by primary key and merges duplicates (two rollups of the same window and key
 /// in one flush), so every statement sees each key once, in the global lock order.
-fn prepare<K, F>(rollups: &[Rollup<K, F>]) -> Result<Vec<Stored<K, F>>, StoreError>
+fn prepare<K, F>(rollups: &[Rollup<K, F>]) -> Result<Vec<Stored<'_, K, F>>, StoreError>
 where
     K: Ord + Clone,
     F: Merge + Clone,
 {
-    let mut by_id: BTreeMap<(String, TimestampUs, K), Stored<K, F>> = BTreeMap::new();
+    let mut by_id: BTreeMap<(String, TimestampUs, K), Stored<'_, K, F>> = BTreeMap::new();
     for r in rollups {
         let resolution = base_resolution(r.window_start_us, r.window_end_us)?;
         let id = (resolution.clone(), r.window_start_us, r.key.clone());
         match by_id.get_mut(&id) {
-            Some(s) => s.rollup.figures.merge(&r.figures),
+            Some(s) => s.rollup.to_mut().figures.merge(&r.figures),
             None => {
                 by_id.insert(
                     id,
                     Stored {
                         resolution,
-                        rollup: r.clone(),
+                        rollup: Cow::Borrowed(r),
                     },
                 );
             }

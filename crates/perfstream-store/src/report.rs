@@ -76,12 +76,13 @@ pub async fn slow_query_report(
     .await?;
     let mut merged: BTreeMap<(String, String, &'static str), QueryFigures> = BTreeMap::new();
     for r in rows {
-        let k = r.rollup.key;
+        let r = r.rollup.into_owned();
+        let k = r.key;
         let id = (k.service, k.query_hash, k.query_type.as_str());
         match merged.get_mut(&id) {
-            Some(f) => f.merge(&r.rollup.figures),
+            Some(f) => f.merge(&r.figures),
             None => {
-                merged.insert(id, r.rollup.figures);
+                merged.insert(id, r.figures);
             }
         }
     }

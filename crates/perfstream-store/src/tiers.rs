@@ -9,6 +9,7 @@
 //! rebuild the same period at once, and a flush that marks a period while it is being rebuilt
 //! waits for the rebuild and leaves a fresh mark (see `mark_hours_dirty`).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -175,20 +176,21 @@ async fn rebuild<T: Table>(
         match by_key.get_mut(&c.rollup.key) {
             Some(f) => f.merge(&c.rollup.figures),
             None => {
-                by_key.insert(c.rollup.key, c.rollup.figures);
+                let r = c.rollup.into_owned();
+                by_key.insert(r.key, r.figures);
             }
         }
     }
-    let rows: Vec<Stored<T::Key, T::Figures>> = by_key
+    let rows: Vec<Stored<'static, T::Key, T::Figures>> = by_key
         .into_iter()
         .map(|(key, figures)| Stored {
             resolution: tier.label().to_owned(),
-            rollup: Rollup {
+            rollup: Cow::Owned(Rollup {
                 window_start_us: start,
                 window_end_us: end,
                 key,
                 figures,
-            },
+            }),
         })
         .collect();
     table::delete_period::<T>(conn, tier.label(), start).await?;

@@ -57,6 +57,7 @@ enum ColVec {
 pub(crate) struct Encoder {
     cols: Vec<ColVec>,
     at: usize,
+    hist: super::hist::HistEncoder,
 }
 
 impl Encoder {
@@ -71,7 +72,11 @@ impl Encoder {
                 ColType::Bytes => ColVec::Bytes(Vec::with_capacity(rows)),
             })
             .collect();
-        Encoder { cols, at: 0 }
+        Encoder {
+            cols,
+            at: 0,
+            hist: super::hist::HistEncoder::new(),
+        }
     }
 
     fn next(&mut self) -> &mut ColVec {
@@ -127,6 +132,12 @@ impl Encoder {
             ColVec::OptI64(c) => c.push(v),
             _ => panic!("column type mismatch: nullable bigint"),
         }
+    }
+
+    /// A histogram, V2 compressed.
+    pub fn hist(&mut self, h: &hdrhistogram::Histogram<u64>) {
+        let v = self.hist.encode(h);
+        self.bytes(v);
     }
 
     pub fn bytes(&mut self, v: Vec<u8>) {

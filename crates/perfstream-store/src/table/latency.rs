@@ -32,7 +32,7 @@ pub(crate) fn encode_latency(enc: &mut Encoder, l: &Latency) {
         enc.i64(l.quantile_us(q));
     }
     enc.count(l.clamped);
-    enc.bytes(l.hist_bytes());
+    enc.hist(&l.hist);
 }
 
 fn get<'r, T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>>(

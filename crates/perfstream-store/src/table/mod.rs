@@ -4,12 +4,13 @@
 //! building SQL text from it is safe; every value goes through a bind.
 
 mod columns;
+mod hist;
 mod latency;
 mod query;
 mod request;
 mod resource;
 
-use std::collections::HashSet;
+use std::borrow::Cow;
 use std::hash::Hash;
 use std::sync::Arc;
 
@@ -28,13 +29,15 @@ use crate::StoreError;
 /// A row's identity: the primary key.
 pub(crate) type RowId<K> = (String, TimestampUs, K);
 
-/// One row to write: its resolution label and the rollup.
-pub(crate) struct Stored<K, F> {
+/// One row to write or read: its resolution label and the rollup, borrowed from the caller's
+/// flush (a latency histogram is tens of KiB, so the fast path never copies one) or owned
+/// (decoded, merged, rebuilt).
+pub(crate) struct Stored<'a, K: Clone, F: Clone> {
     pub resolution: String,
-    pub rollup: Rollup<K, F>,
+    pub rollup: Cow<'a, Rollup<K, F>>,
 }
 
-impl<K: Clone, F> Stored<K, F> {
+impl<K: Clone, F: Clone> Stored<'_, K, F> {
     pub fn id(&self) -> RowId<K> {
         (
             self.resolution.clone(),
@@ -70,7 +73,7 @@ pub(crate) trait Table: Send + Sync + 'static {
 
 /// Statements of one table, built from its column list.
 pub(crate) struct TableSql {
-    /// Bulk insert of new rows; returns the ids of the rows it inserted.
+    /// Bulk insert of new rows; returns the 1-based positions of the rows that already existed.
     pub insert: Arc<str>,
     /// Bulk upsert that overwrites existing rows (tier rebuilds).
     pub overwrite: Arc<str>,
@@ -133,9 +136,16 @@ impl TableSql {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
+        // The source keeps its array order (`ord`), the insert takes rows in that order (the
+        // lock order), and only the ordinals of rows that already existed come back: usually
+        // none, so the fast path transfers and decodes nothing.
+        let src_cols = format!("{col_list}, ord");
         let insert = format!(
-            "INSERT INTO {table} ({col_list}) SELECT * FROM UNNEST({all_unnest}) \
-             ON CONFLICT DO NOTHING RETURNING {id_list}"
+            "WITH src AS (SELECT * FROM UNNEST({all_unnest}) WITH ORDINALITY AS u({src_cols})), \
+             ins AS (INSERT INTO {table} ({col_list}) SELECT {col_list} FROM src ORDER BY ord \
+                     ON CONFLICT DO NOTHING RETURNING {id_list}) \
+             SELECT src.ord FROM src LEFT JOIN ins ON {} WHERE ins.resolution IS NULL ORDER BY src.ord",
+            id_match("src", "ins")
         );
         let overwrite = format!(
             "INSERT INTO {table} ({col_list}) SELECT * FROM UNNEST({all_unnest}) \
@@ -183,7 +193,7 @@ impl TableSql {
     }
 }
 
-fn encode_rows<T: Table>(rows: &[&Stored<T::Key, T::Figures>]) -> Encoder {
+fn encode_rows<T: Table>(rows: &[&Stored<'_, T::Key, T::Figures>]) -> Encoder {
     let mut enc = Encoder::new(
         [ColType::Text, ColType::Ts, ColType::Ts]
             .into_iter()
@@ -210,43 +220,58 @@ fn decode_id<T: Table>(row: &PgRow) -> Result<RowId<T::Key>, StoreError> {
 }
 
 /// Decodes a whole stored row.
-pub(crate) fn decode_row<T: Table>(row: &PgRow) -> Result<Stored<T::Key, T::Figures>, StoreError> {
+pub(crate) fn decode_row<T: Table>(
+    row: &PgRow,
+) -> Result<Stored<'static, T::Key, T::Figures>, StoreError> {
     let (resolution, window_start_us, key) = decode_id::<T>(row)?;
     let window_end_us = from_ts(row.try_get("window_end").map_err(StoreError::db(T::NAME))?);
     let figures = T::decode_figures(row, window_start_us)?;
     Ok(Stored {
         resolution,
-        rollup: Rollup {
+        rollup: Cow::Owned(Rollup {
             window_start_us,
             window_end_us,
             key,
             figures,
-        },
+        }),
     })
 }
 
-/// Inserts the rows that do not exist yet; returns the ids it inserted. Rows must be sorted by
-/// id: inserts take their locks in array order, and a global order is what keeps two writers
-/// from deadlocking.
+/// Inserts the rows that do not exist yet; returns the positions (in `rows`) of those that
+/// already existed. Rows must be sorted by id: inserts take their locks in array order, and a
+/// global order is what keeps two writers from deadlocking.
 pub(crate) async fn insert_new<T: Table>(
     conn: &mut PgConnection,
-    rows: &[&Stored<T::Key, T::Figures>],
-) -> Result<HashSet<RowId<T::Key>>, StoreError> {
+    rows: &[&Stored<'_, T::Key, T::Figures>],
+) -> Result<Vec<usize>, StoreError> {
     if rows.is_empty() {
-        return Ok(HashSet::new());
+        return Ok(Vec::new());
     }
     let q = encode_rows::<T>(rows).bind_all(sqlx::query(AssertSqlSafe(T::sql().insert.clone())));
-    let returned = q
+    let existing = q
         .fetch_all(&mut *conn)
         .await
         .map_err(StoreError::db("inserting rollups"))?;
-    returned.iter().map(decode_id::<T>).collect()
+    existing
+        .iter()
+        .map(|r| {
+            let ord: i64 = r.try_get(0).map_err(StoreError::db("inserting rollups"))?;
+            usize::try_from(ord - 1)
+                .ok()
+                .filter(|i| *i < rows.len())
+                .ok_or(StoreError::InvalidColumn {
+                    table: T::NAME,
+                    column: "ord",
+                    window_start_us: 0,
+                })
+        })
+        .collect()
 }
 
 /// Inserts or overwrites rows (tier rebuilds).
 pub(crate) async fn overwrite<T: Table>(
     conn: &mut PgConnection,
-    rows: &[&Stored<T::Key, T::Figures>],
+    rows: &[&Stored<'_, T::Key, T::Figures>],
 ) -> Result<(), StoreError> {
     if rows.is_empty() {
         return Ok(());
@@ -263,8 +288,8 @@ pub(crate) async fn overwrite<T: Table>(
 /// and returns them decoded. Ids with no stored row are absent from the result.
 pub(crate) async fn lock_existing<T: Table>(
     conn: &mut PgConnection,
-    rows: &[&Stored<T::Key, T::Figures>],
-) -> Result<Vec<Stored<T::Key, T::Figures>>, StoreError> {
+    rows: &[&Stored<'_, T::Key, T::Figures>],
+) -> Result<Vec<Stored<'static, T::Key, T::Figures>>, StoreError> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
@@ -282,7 +307,7 @@ pub(crate) async fn lock_existing<T: Table>(
 /// Overwrites the figures of existing rows.
 pub(crate) async fn update<T: Table>(
     conn: &mut PgConnection,
-    rows: &[&Stored<T::Key, T::Figures>],
+    rows: &[&Stored<'_, T::Key, T::Figures>],
 ) -> Result<(), StoreError> {
     if rows.is_empty() {
         return Ok(());
@@ -301,7 +326,7 @@ pub(crate) async fn select_range<T: Table>(
     resolution: Option<&str>,
     from_us: TimestampUs,
     to_us: TimestampUs,
-) -> Result<Vec<Stored<T::Key, T::Figures>>, StoreError> {
+) -> Result<Vec<Stored<'static, T::Key, T::Figures>>, StoreError> {
     let rows = match resolution {
         Some(r) => {
             sqlx::query(AssertSqlSafe(T::sql().select_range.clone()))
