@@ -97,14 +97,21 @@ impl fmt::Display for Summary {
         }
         writeln!(
             f,
-            "  event time    {} .. {} (µs)",
-            self.start_us, self.end_us
+            "  event time    {} .. {}",
+            rfc3339(self.start_us),
+            rfc3339(self.end_us)
         )?;
         if let Some(p) = &self.truth_path {
             writeln!(f, "  truth         {}", p.display())?;
         }
         Ok(())
     }
+}
+
+fn rfc3339(us: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(us)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+        .unwrap_or_else(|| format!("{us} µs"))
 }
 
 /// The result of [`produce`]: the summary and, when collected, the truth.
@@ -302,7 +309,7 @@ pub fn produce_blocking(scenario: &Scenario, opts: &ProduceOptions) -> Result<Re
         }
         lp.send(rec)?;
         attempted += 1;
-        if attempted % 1024 == 0 {
+        if attempted.is_multiple_of(1024) {
             lp.pump();
             let elapsed = started.elapsed();
             if elapsed >= next_progress {

@@ -16,6 +16,7 @@ pub struct Scenario {
     pub rate: f64,
     /// Number of regular (query and request) events.
     pub count: u64,
+    /// Number of services.
     pub services: u32,
     /// Instances per service.
     pub instances: u32,
@@ -23,20 +24,35 @@ pub struct Scenario {
     pub endpoints: u32,
     /// Query hashes per service.
     pub query_hashes: u32,
+    /// Zipf exponent of endpoint and query-hash popularity (0 = uniform).
     pub zipf_exponent: f64,
+    /// Share of regular events that are queries; the rest are requests.
     pub query_share: f64,
+    /// Share of requests answering 5xx outside episodes.
     pub error_rate: f64,
+    /// Window size the truth aggregates by; must match the pipeline's.
     pub window_us: i64,
+    /// The pipeline's allowed lateness: out-of-order shifts stay below it.
     pub allowed_lateness_us: i64,
+    /// The pipeline's correction horizon: late events stay within it, too-late ones beyond.
     pub correction_horizon_us: i64,
+    /// Time between two resource samples of one instance.
     pub resource_interval_us: i64,
+    /// Fraction of events moved back by less than the allowed lateness.
     pub out_of_order: f64,
+    /// Fraction of events moved back beyond window + lateness, within the horizon.
     pub late: f64,
+    /// Number of extra events beyond the correction horizon.
     pub too_late: u64,
+    /// Probability of a malformed message before each regular event.
     pub malformed: f64,
+    /// Episodes to inject.
     pub episodes: Vec<EpisodeKind>,
+    /// Episode interval start, as a fraction of the event-time span.
     pub episodes_from: f64,
+    /// Episode interval end, as a fraction of the event-time span.
     pub episodes_to: f64,
+    /// Topic names.
     pub topics: Topics,
 }
 
