@@ -9,12 +9,13 @@
 //! # Layout
 //! - `types.rs`: the event types. `schema.rs`: the embedded schemas and static id map.
 //! - `encode.rs`: hand-written encoders and the Kafka keys.
-//! - `decode.rs`: [`Decoder`], [`DecodeConfig`] and the specialised decoders (fast path).
+//! - `decode.rs`: [`Decoder`] and [`DecodeConfig`]; `fast.rs`: the specialised decoders for our
+//!   own schema ids (the fast path).
 //! - `cursor.rs`: bounds-checked reading of Avro primitives, shared by both paths.
 //! - `resolve.rs`, `scan.rs`, `convert.rs`: the resolution path (apache-avro) for other writer
 //!   schemas; `registry.rs`: the schema registry client it fetches them with.
 //! - `validate.rs`: field rules (ranges, sizes, clock skew) applied after either path.
-//! - `error.rs`: [`DecodeError`].
+//! - `error.rs`: [`DecodeError`]. `json.rs`: a JSON view of the records for cross-language checks.
 //!
 //! # Invariant
 //! Decoding never panics and never allocates more than the message's own size on any input: every
@@ -25,6 +26,7 @@ mod cursor;
 pub mod decode;
 pub mod encode;
 pub mod error;
+mod fast;
 pub mod json;
 pub mod registry;
 mod resolve;

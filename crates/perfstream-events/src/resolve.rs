@@ -17,8 +17,9 @@ use apache_avro::schema_compatibility::SchemaCompatibility;
 
 use crate::convert;
 use crate::cursor::Cursor;
-use crate::decode::{Decoded, Limits, Record, Target, decode_body};
+use crate::decode::{Decoded, Limits, Record, Target};
 use crate::error::DecodeError;
+use crate::fast::decode_body;
 use crate::registry::{Registry, RegistryError};
 use crate::scan::scan;
 use crate::schema::schemas;
