@@ -9,7 +9,8 @@ use perfstream_e2e::*;
 use perfstream_emit::truth::Truth;
 use perfstream_kafka::{DevBroker, Topics};
 
-const WINDOW: &str = "10s";
+const WINDOW: &str = "2s";
+const RATE: &str = "1000";
 const DEADLINE: Duration = Duration::from_secs(180);
 const PARTITIONS: i32 = 3;
 
@@ -17,67 +18,82 @@ struct Setup {
     _broker: DevBroker,
     bootstrap: String,
     db: TestDb,
-    truth: Truth,
+    generator: Option<tokio::task::JoinHandle<Truth>>,
+    truth: Option<Truth>,
     dir: tempfile::TempDir,
     group: String,
 }
 
 impl Setup {
-    /// A broker with 3 partitions per topic, a fresh database, and `events` generated events of
-    /// the past few minutes (with out-of-order, late, too-late and malformed ones) produced.
+    /// A broker with 3 partitions per topic, a fresh database, and the load generator producing
+    /// `events` events in the background, paced over about `events / RATE` seconds, with
+    /// out-of-order, late, too-late and malformed ones, so workers are killed mid-stream.
     async fn new(tag: &str, events: u64, seed: u64) -> Setup {
         let broker = DevBroker::start(1, PARTITIONS, &Topics::default()).expect("mock cluster");
         let bootstrap = broker.bootstrap_servers();
         let db = TestDb::create(tag).await;
         let dir = tempfile::tempdir().expect("tempdir");
-        let start = format!("{}", now_us() - 3_600_000_000);
-        let truth = generate(
-            &bootstrap,
-            &dir.path().join("truth.json"),
-            &[
-                "--count",
-                &events.to_string(),
-                "--rate",
-                "100",
-                "--unpaced",
-                "--seed",
-                &seed.to_string(),
-                "--window",
-                WINDOW,
-                "--start-time",
-                &start,
-                "--services",
-                "3",
-                "--query-hashes",
-                "40",
-                "--endpoints",
-                "8",
-                "--instances",
-                "2",
-                "--late",
-                "0.01",
-                "--out-of-order",
-                "0.05",
-                "--too-late",
-                "5",
-                "--malformed",
-                "0.002",
-            ],
-        )
-        .await;
-        assert!(
-            truth.totals.acknowledged >= events,
-            "generator acknowledged {} of {events}",
-            truth.totals.acknowledged
-        );
+        let truth_path = dir.path().join("truth.json");
+        let (bs, seed) = (bootstrap.clone(), seed.to_string());
+        let generator = tokio::spawn(async move {
+            let count = events.to_string();
+            let truth = generate(
+                &bs,
+                &truth_path,
+                &[
+                    "--count",
+                    &count,
+                    "--rate",
+                    RATE,
+                    "--seed",
+                    &seed,
+                    "--window",
+                    WINDOW,
+                    "--resource-interval",
+                    "1s",
+                    "--services",
+                    "3",
+                    "--query-hashes",
+                    "40",
+                    "--endpoints",
+                    "8",
+                    "--instances",
+                    "2",
+                    "--late",
+                    "0.01",
+                    "--out-of-order",
+                    "0.05",
+                    "--too-late",
+                    "5",
+                    "--malformed",
+                    "0.002",
+                ],
+            )
+            .await;
+            assert!(
+                truth.totals.acknowledged >= events,
+                "generator acknowledged {} of {events}",
+                truth.totals.acknowledged
+            );
+            truth
+        });
         Setup {
             _broker: broker,
             bootstrap,
             db,
-            truth,
+            generator: Some(generator),
+            truth: None,
             dir,
             group: format!("g-{tag}"),
         }
+    }
+
+    /// The truth, once the generator has finished.
+    async fn truth(&mut self) -> &Truth {
+        if let Some(g) = self.generator.take() {
+            self.truth = Some(g.await.expect("generator task"));
+        }
+        self.truth.as_ref().expect("generator ran")
     }
 
     fn worker(&self, name: &str, failpoint: Option<&str>) -> Worker {
@@ -116,14 +132,16 @@ impl Setup {
 
     /// Waits until every partition's progress reached its end offset and the stored rollups of
     /// every closed window equal the truth exactly (read in one snapshot), then returns.
-    async fn assert_exact(&self, workers: &mut [Worker]) {
+    async fn assert_exact(&mut self, workers: &mut [Worker]) {
+        self.truth().await;
+        let truth = self.truth.as_ref().expect("truth");
         let ends = end_offsets(
             &self.bootstrap,
             &["perf.query", "perf.request", "perf.resource"],
             PARTITIONS,
         );
-        let expected_all = truth_totals(&self.truth);
-        let window_us = self.truth.params.window_us;
+        let expected_all = truth_totals(truth);
+        let window_us = truth.params.window_us;
         assert!(!expected_all.is_empty());
         let mut last = String::from("no progress stored yet");
         let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -152,7 +170,7 @@ impl Setup {
                     let expected = closed_by(&expected_all, window_us, w);
                     last = diff(&expected, &got);
                     // Most of the stream must be covered, not just its start.
-                    let covered = w >= self.truth.params.end_us - 4 * window_us;
+                    let covered = w >= truth.params.end_us - 4 * window_us;
                     if last.is_empty() && covered {
                         assert!(
                             expected.len() * 2 > expected_all.len(),
@@ -165,7 +183,7 @@ impl Setup {
                     if !covered {
                         last = format!(
                             "watermark {w} still before the end {} of the stream",
-                            self.truth.params.end_us
+                            truth.params.end_us
                         );
                     }
                 } else {
@@ -197,21 +215,40 @@ fn now_us() -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clean_run_matches_truth_and_routes_bad_input() {
-    let s = Setup::new("clean", 20_000, 1).await;
+    let mut s = Setup::new("clean", 20_000, 1).await;
     let mut w = vec![s.worker("a", None)];
     s.assert_exact(&mut w).await;
     let st = w.pop().unwrap().stop();
     assert!(st.success(), "clean shutdown: {st:?}");
+    // Every malformed message is in perf.dlq with its reason, every too-late event in perf.late,
+    // once each (a clean run has no replays).
+    let truth = s.truth().await.clone();
+    let dlq = read_dead_letters(&s.bootstrap, "perf.dlq", PARTITIONS);
+    assert_eq!(dlq.len() as u64, truth.malformed.count, "dead letters");
+    assert!(
+        dlq.iter().all(|d| !d.reason.is_empty()
+            && !d.error_kind.is_empty()
+            && d.original_value.is_some())
+    );
+    let late = read_dead_letters(&s.bootstrap, "perf.late", PARTITIONS);
+    assert_eq!(late.len() as u64, truth.too_late.count, "late events");
+    assert!(late.iter().all(|d| d.error_kind == "too_late"), "{late:?}");
 }
 
 async fn crash_then_recover(tag: &str, failpoint: &str, seed: u64) {
-    let s = Setup::new(tag, 20_000, seed).await;
+    let mut s = Setup::new(tag, 20_000, seed).await;
     let mut a = s.worker("a", Some(failpoint));
     eventually(DEADLINE, "the worker to hit its failpoint", || {
         let exited = a.exited();
         async move { exited.then_some(()) }
     })
     .await;
+    let point = failpoint.split(':').next().unwrap_or_default();
+    assert!(
+        a.log_tail().contains(&format!("failpoint {point} hit")),
+        "{}",
+        a.log_tail()
+    );
     let mut w = vec![s.worker("b", None)];
     s.assert_exact(&mut w).await;
 }
@@ -233,9 +270,25 @@ async fn crash_after_dlq_ack() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_during_revoke() {
-    let s = Setup::new("fp_revoke", 20_000, 5).await;
+    let mut s = Setup::new("fp_revoke", 20_000, 5).await;
     let mut a = s.worker("a", Some("during_revoke:1"));
-    let p = s.progress_beyond(0).await;
+    // Let `a` own everything (or crash in an early rebalance of its own).
+    eventually(DEADLINE, "a to flush or crash", || {
+        let exited = a.exited();
+        let db = s.db.pool.clone();
+        async move {
+            use sqlx::Row;
+            let flushed = sqlx::query(
+                "SELECT count(*) FROM consumer_offsets WHERE applied_through_offset IS NOT NULL",
+            )
+            .fetch_one(&db)
+            .await
+            .map(|r| r.get::<i64, _>(0) > 0)
+            .unwrap_or(false);
+            (exited || flushed).then_some(())
+        }
+    })
+    .await;
     // A second member joining makes the group rebalance: `a` crashes inside its revoke.
     let b = s.worker("b", None);
     eventually(DEADLINE, "worker a to crash in revoke", || {
@@ -243,14 +296,18 @@ async fn crash_during_revoke() {
         async move { exited.then_some(()) }
     })
     .await;
-    assert!(p > 0);
+    assert!(
+        a.log_tail().contains("failpoint during_revoke hit"),
+        "{}",
+        a.log_tail()
+    );
     let mut w = vec![b];
     s.assert_exact(&mut w).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_sigkills() {
-    let s = Setup::new("sigkill", 30_000, 6).await;
+    let mut s = Setup::new("sigkill", 30_000, 6).await;
     let mut progress = 0;
     for i in 0..3 {
         let w = s.worker(&format!("k{i}"), None);
@@ -263,7 +320,7 @@ async fn random_sigkills() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scale_out_kill_one_add_one() {
-    let s = Setup::new("scale", 30_000, 7).await;
+    let mut s = Setup::new("scale", 30_000, 7).await;
     let a = s.worker("a", None);
     let b = s.worker("b", None);
     let c = s.worker("c", None);
@@ -276,7 +333,7 @@ async fn scale_out_kill_one_add_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_owner_is_fenced() {
-    let s = Setup::new("stall", 20_000, 8).await;
+    let mut s = Setup::new("stall", 20_000, 8).await;
     let a = s.worker("a", None);
     let p = s.progress_beyond(0).await;
     a.signal("STOP");

@@ -286,6 +286,47 @@ pub fn end_offsets(
     out
 }
 
+/// Reads every message of `topic` (from the start to the current end) as dead letters.
+pub fn read_dead_letters(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+) -> Vec<perfstream_events::DeadLetter> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Message, Offset, TopicPartitionList};
+    let ends = end_offsets(bootstrap, &[topic], partitions);
+    let total: i64 = ends.values().sum();
+    let c: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "e2e-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("tpl");
+    }
+    c.assign(&tpl).expect("assign");
+    drop(tpl);
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while (out.len() as i64) < total {
+        assert!(
+            Instant::now() < deadline,
+            "read {} of {total} messages of {topic}",
+            out.len()
+        );
+        if let Some(m) = c.poll(Duration::from_millis(500)) {
+            let m = m.expect("consume");
+            let dl = perfstream_events::decode_dead_letter(m.payload().unwrap_or_default())
+                .expect("dead letter decodes");
+            out.push(dl);
+        }
+    }
+    out
+}
+
 /// Describes the differences between two totals maps (empty when equal).
 pub fn diff(expected: &Totals, got: &Totals) -> String {
     let mut lines = Vec::new();

@@ -80,7 +80,11 @@ impl Config {
         if let Some(path) = file {
             f = f.merge(Toml::file_exact(path));
         }
-        f.merge(Env::prefixed("PERFSTREAM_").ignore(&["config"]).split("__"))
+        f.merge(
+            Env::prefixed("PERFSTREAM_")
+                .ignore(&["config", "failpoint"])
+                .split("__"),
+        )
     }
 
     /// Loads the config, or returns every extraction error, each naming its key.
