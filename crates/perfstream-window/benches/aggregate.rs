@@ -34,6 +34,10 @@ fn aggregate(c: &mut Criterion) {
             engine.record(p, offset, e, workload::T0).unwrap();
             offset += 1;
         }
+        eprintln!(
+            "zipf over {n_keys} keys: {} live series",
+            engine.live_series()
+        );
         group.bench_function(format!("zipf_{n_keys}_keys"), |b| {
             b.iter(|| {
                 for e in &events {

@@ -5,6 +5,32 @@
 //! a revoked partition replayed by its next owner from the stored resume offset yields the same
 //! rollups, and every edge case is a plain unit test.
 //!
+//! # Use
+//! ```
+//! use perfstream_events::{Event, RequestEvent};
+//! use perfstream_window::{Engine, PartitionId, RecordOutcome, ResumeState, WindowConfig};
+//!
+//! let mut engine = Engine::new(WindowConfig::default()).unwrap();
+//! let p = PartitionId { topic: 1, partition: 0 };
+//! // On assignment: the resume state stored with the last flush (all `None` the first time).
+//! engine.assign(p, ResumeState::default());
+//! let t0 = 1_767_225_600_000_000; // a UTC minute, in µs
+//! let request = |t| Event::Request(RequestEvent {
+//!     service: "checkout".into(), instance: "i-1".into(), endpoint: "/pay".into(),
+//!     method: "POST".into(), status_code: 200, response_time_us: 1_500,
+//!     request_bytes: None, response_bytes: None, occurred_at_us: t,
+//! });
+//! // Per message: its offset, the decoded event and when it arrived.
+//! assert_eq!(engine.record(p, 0, &request(t0 + 1), t0).unwrap(), RecordOutcome::Aggregated);
+//! assert_eq!(engine.record(p, 1, &request(t0 + 70_000_000), t0).unwrap(), RecordOutcome::Aggregated);
+//! // Periodically: advance the watermark to the caller's now, flush, and store the closed
+//! // rollups, the corrections and the progress in one transaction.
+//! engine.advance(t0 + 70_000_000);
+//! let flush = engine.flush();
+//! assert_eq!(flush.closed.request.len(), 1); // [t0, t0 + 60 s) closed at watermark t0 + 65 s
+//! assert_eq!(flush.progress[0].resume_offset, 1); // offset 1 is still in an open window
+//! ```
+//!
 //! # Layout
 //! - [`config`]: [`WindowConfig`], the user-facing settings.
 //! - [`engine`]: [`Engine`] with `assign`, `revoke`, `record`, `advance`, `flush`.
