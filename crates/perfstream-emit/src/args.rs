@@ -16,7 +16,7 @@ use crate::scenario::{EpisodeKind, Scenario, Topics};
 #[derive(clap::Args, Debug, Clone)]
 pub struct GenerateArgs {
     /// Kafka bootstrap servers.
-    #[arg(long, default_value = "localhost:9092", env = "PERFSTREAM_BOOTSTRAP")]
+    #[arg(long, default_value = "localhost:9092")]
     pub bootstrap: String,
 
     /// Regular events (queries and requests) per second, both as the send pace and as the

@@ -21,11 +21,14 @@ use perfstream_events::{Event, QueryEvent, RequestEvent, ResourceEvent};
 use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use tracing::{debug, warn};
+use tracing::warn;
 
 use crate::error::EmitError;
 use crate::run::producer_config;
 use crate::scenario::Topics;
+
+/// Minimum time between two warnings about failing sends.
+const WARN_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Settings of an [`Emitter`].
 #[derive(Debug, Clone)]
@@ -188,7 +191,8 @@ impl Emitter {
 
     /// Stops taking events, sends what is buffered and waits for acknowledgements, for at most
     /// `deadline`. Events still buffered then count as dropped, unacknowledged ones as failed.
-    /// Returns the final counters.
+    /// Returns the final counters. Blocks the calling thread up to `deadline` (plus the
+    /// producer's own teardown); from async code call it in `spawn_blocking`.
     pub fn shutdown(mut self, deadline: Duration) -> Counters {
         self.stop(deadline);
         if let Some(worker) = self.worker.take()
@@ -222,6 +226,9 @@ fn worker(
     let mut batch: Vec<Event> = Vec::with_capacity(config.batch_size);
     let mut payload = Vec::with_capacity(256);
     let mut disconnected = false;
+    // Produce errors other than a full queue, logged at most once per interval.
+    let mut errors = 0u64;
+    let mut last_warn: Option<Instant> = None;
     while !disconnected {
         match rx.recv_timeout(Duration::from_millis(50)) {
             Ok(e) => batch.push(e),
@@ -256,8 +263,13 @@ fn worker(
                         producer.poll(Duration::from_millis(1));
                     }
                     Err((error, _)) => {
-                        debug!(%error, topic, "Producing an event failed.");
                         shared.failed.fetch_add(1, Ordering::Relaxed);
+                        errors += 1;
+                        if last_warn.is_none_or(|t| t.elapsed() >= WARN_INTERVAL) {
+                            warn!(%error, topic, errors, "Producing events failed; counted as failed.");
+                            last_warn = Some(Instant::now());
+                            errors = 0;
+                        }
                         break;
                     }
                 }

@@ -138,6 +138,12 @@ pub async fn run(args: GenerateArgs) -> Result<Summary, EmitError> {
         write_truth(path, truth)?;
         summary.truth_path = Some(path.clone());
     }
+    if summary.failed > 0 {
+        warn!(
+            failed = summary.failed,
+            "Some messages were not acknowledged; the truth leaves them out."
+        );
+    }
     info!(
         attempted = summary.attempted,
         acknowledged = summary.acknowledged,
