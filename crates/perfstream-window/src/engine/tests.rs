@@ -373,6 +373,27 @@ fn late_events_beyond_the_horizon_are_too_late() {
 }
 
 #[test]
+fn too_late_is_judged_against_the_partitions_own_watermark_too() {
+    // Partition 1 has no event yet and holds the operator watermark back; an event hours
+    // behind partition 0's own stream is too late all the same, whatever the other's timing.
+    let mut e = assigned(cfg(), &[0, 1]);
+    let now = T0 + 3 * 3600 * S;
+    let at = |t| query("s", "h", t, 10);
+    e.record(pid(0), 0, &at(now), now).unwrap();
+    assert_eq!(e.advance(now), None);
+    assert_eq!(
+        e.record(pid(0), 1, &at(T0), now).unwrap(),
+        RecordOutcome::TooLate
+    );
+    let out = e.record(pid(0), 2, &at(T0 + 2 * 3600 * S), now).unwrap();
+    assert_eq!(
+        out,
+        RecordOutcome::Aggregated,
+        "within the horizon, window open"
+    );
+}
+
+#[test]
 fn progress_reports_resume_and_applied_offsets() {
     let mut e = assigned(cfg(), &[0, 1]);
     e.record(pid(0), 10, &query("s", "h", T0, 10), T0).unwrap();
