@@ -29,9 +29,12 @@ impl Setup {
     /// `events` events in the background, paced over about `events / RATE` seconds, with
     /// out-of-order, late, too-late and malformed ones, so workers are killed mid-stream.
     async fn new(tag: &str, events: u64, seed: u64) -> Setup {
+        Self::with_db(TestDb::create(tag).await, tag, events, seed).await
+    }
+
+    async fn with_db(db: TestDb, tag: &str, events: u64, seed: u64) -> Setup {
         let broker = DevBroker::start(1, PARTITIONS, &Topics::default()).expect("mock cluster");
         let bootstrap = broker.bootstrap_servers();
-        let db = TestDb::create(tag).await;
         let dir = tempfile::tempdir().expect("tempdir");
         let truth_path = dir.path().join("truth.json");
         let (bs, seed) = (bootstrap.clone(), seed.to_string());
@@ -352,4 +355,39 @@ async fn stalled_owner_is_fenced() {
     a.signal("CONT");
     let mut w = vec![a, b];
     s.assert_exact(&mut w).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_outage_pauses_and_resumes() {
+    let pg = PgCluster::start();
+    let mut s = Setup::with_db(
+        TestDb::create_in(&pg.url(), "outage").await,
+        "outage",
+        30_000,
+        9,
+    )
+    .await;
+    let mut a = s.worker("a", None);
+    s.progress_beyond(0).await;
+    s.db.pool.close().await;
+    pg.down();
+    // Twenty seconds without Postgres, mid-stream: the worker must stay up (paused, retrying).
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    for _ in 0..20 {
+        tick.tick().await;
+        assert!(
+            !a.exited(),
+            "worker died during the outage:\n{}",
+            a.log_tail()
+        );
+    }
+    pg.up();
+    s.db = TestDb::reconnect(&s.db.url).await;
+    let mut w = vec![a];
+    s.assert_exact(&mut w).await;
+    assert!(
+        w[0].log_tail().contains("Flush failed") || w[0].log_tail().contains("retry"),
+        "no retry logged:\n{}",
+        w[0].log_tail()
+    );
 }

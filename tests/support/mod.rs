@@ -28,7 +28,11 @@ pub struct TestDb {
 
 impl TestDb {
     pub async fn create(tag: &str) -> TestDb {
-        let admin_url = require_env("DATABASE_URL");
+        Self::create_in(&require_env("DATABASE_URL"), tag).await
+    }
+
+    pub async fn create_in(admin_url: &str, tag: &str) -> TestDb {
+        let admin_url = admin_url.to_string();
         let name = format!(
             "e2e_{tag}_{}",
             &uuid::Uuid::new_v4().simple().to_string()[..8]
@@ -54,6 +58,147 @@ impl TestDb {
             .expect("connect to test database");
         TestDb { url, pool }
     }
+}
+
+impl TestDb {
+    /// A new pool on an existing test database (after a restart of its server).
+    pub async fn reconnect(url: &str) -> TestDb {
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .connect(url)
+            .await
+            .expect("reconnect to test database");
+        TestDb {
+            url: url.to_string(),
+            pool,
+        }
+    }
+}
+
+/// A private Postgres cluster a test may stop and start (for outage tests). Binaries from
+/// `PGBIN` (set by scripts/test.sh) or /usr/lib/postgresql/15/bin; runs as the `postgres` user
+/// when the tests run as root (initdb refuses root).
+pub struct PgCluster {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl PgCluster {
+    pub fn start() -> PgCluster {
+        let bin = PathBuf::from(
+            std::env::var("PGBIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into()),
+        );
+        assert!(
+            bin.join("initdb").exists(),
+            "no initdb in {}: set PGBIN (scripts/test.sh does)",
+            bin.display()
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("pgcluster")
+            .tempdir_in("/tmp")
+            .expect("tempdir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let c = PgCluster { bin, dir, port };
+        Command::new("chown")
+            .arg("-R")
+            .arg("postgres:postgres")
+            .arg(c.dir.path())
+            .status()
+            .expect("chown");
+        c.pg(
+            "initdb",
+            &[
+                "-D",
+                &c.data(),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+            ],
+        );
+        c.up();
+        c
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    fn pg(&self, tool: &str, args: &[&str]) {
+        let exe = self.bin.join(tool);
+        let root = is_root();
+        let out = if root {
+            Command::new("runuser")
+                .arg("-u")
+                .arg("postgres")
+                .arg("--")
+                .arg(&exe)
+                .args(args)
+                .output()
+        } else {
+            Command::new(&exe).args(args).output()
+        }
+        .expect("run postgres tool");
+        assert!(
+            out.status.success(),
+            "{tool} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    pub fn up(&self) {
+        let opts = format!(
+            "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("log").display().to_string();
+        self.pg(
+            "pg_ctl",
+            &["-D", &self.data(), "-l", &log, "-o", &opts, "-w", "start"],
+        );
+    }
+
+    pub fn down(&self) {
+        self.pg("pg_ctl", &["-D", &self.data(), "-m", "fast", "-w", "stop"]);
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        let exe = self.bin.join("pg_ctl");
+        let data = self.data();
+        let _ = if is_root() {
+            Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(exe)
+                .args(["-D", &data, "-m", "immediate", "stop"])
+                .output()
+        } else {
+            Command::new(exe)
+                .args(["-D", &data, "-m", "immediate", "stop"])
+                .output()
+        };
+    }
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
 }
 
 /// One `perfstream run` process.

@@ -62,6 +62,9 @@ impl Store {
     pub async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
+            // Fail fast when Postgres is down so the pipeline pauses, logs and backs off instead
+            // of blocking for sqlx's default 30 s.
+            .acquire_timeout(std::time::Duration::from_secs(3))
             .connect(url)
             .await
             .map_err(StoreError::Connect)?;
