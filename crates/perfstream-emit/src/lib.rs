@@ -17,8 +17,11 @@
 //! - `args.rs`: [`GenerateArgs`] (clap) and its translation into a [`Scenario`].
 //! - `scenario.rs`: the pure run description and the episode kinds.
 //! - `topology.rs`: services, instances, endpoints and queries drawn from the seed.
-//! - `generate.rs`: the deterministic generation core ([`Generator`]).
-//! - `truth.rs`: exact aggregates ([`Truth`], [`TruthBuilder`]), the file format.
+//! - `generate/`: the deterministic generation core: `generator.rs` the timeline and classes
+//!   ([`Generator`]), `values.rs` latencies, statuses, gauges and episode effects, `record.rs`
+//!   what it yields ([`Record`]).
+//! - `truth/`: `file.rs` the file's types ([`Truth`]), `builder.rs` the accumulation
+//!   ([`TruthBuilder`]), `figures.rs` the exact definitions (windows, percentile rank, ppm).
 //! - `run.rs`: the sending loop ([`run`], [`produce`]) and the [`Summary`].
 //! - `emitter.rs`: the non-blocking [`Emitter`] library.
 
