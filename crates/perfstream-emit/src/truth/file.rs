@@ -195,13 +195,13 @@ pub struct ResourceRow {
     pub instance: String,
     pub count: u64,
     pub cpu_utilization_ratio: Gauge<f64>,
-    /// [`ratio_ppm`] of the CPU ratio per sample.
+    /// [`ratio_ppm`](super::ratio_ppm) of the CPU ratio per sample.
     pub cpu_utilization_ppm: Gauge<i64>,
     pub memory_used_bytes: Gauge<i64>,
     pub memory_limit_bytes: Gauge<i64>,
     /// `memory_used_bytes / memory_limit_bytes` per sample.
     pub memory_utilization_ratio: Gauge<f64>,
-    /// [`ppm_of`]`(used, limit)` per sample (exact).
+    /// [`ppm_of`](super::ppm_of)`(used, limit)` per sample (exact).
     pub memory_utilization_ppm: Gauge<i64>,
     /// `None` when no sample in the window had the field.
     pub heap_bytes: Option<Gauge<i64>>,
@@ -215,7 +215,7 @@ pub struct ResourceRow {
     pub pool_max: Gauge<i64>,
     /// `pool_active / pool_max` per sample.
     pub pool_utilization_ratio: Gauge<f64>,
-    /// [`ppm_of`]`(active, max)` per sample (exact).
+    /// [`ppm_of`](super::ppm_of)`(active, max)` per sample (exact).
     pub pool_utilization_ppm: Gauge<i64>,
     pub pool_waiters: Gauge<i64>,
     pub pool_wait_us: Gauge<i64>,
