@@ -7,7 +7,9 @@ use perfstream_emit::{Class, Counters, Emitter, EmitterConfig, Scenario, generat
 use perfstream_events::Event;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
 use rdkafka::mocking::MockCluster;
+use rdkafka::{Offset, TopicPartitionList};
 
 const PARTITIONS: i32 = 2;
 const BUFFER: usize = 64;
@@ -59,6 +61,41 @@ fn wait_for(emitter: &Emitter, limit: Duration, cond: impl Fn(&Counters) -> bool
     }
 }
 
+/// Every message of the three topics as (topic, key, payload), sorted.
+fn read_back(bootstrap: &str, expected: usize) -> Vec<(String, Vec<u8>, Vec<u8>)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "perfstream-emitter-readback")
+        .set("fetch.queue.backoff.ms", "10")
+        .create()
+        .expect("consumer created");
+    {
+        // Dropped before the consumer (librdkafka hangs otherwise; infra README).
+        let mut tpl = TopicPartitionList::new();
+        for t in ["perf.query", "perf.request", "perf.resource"] {
+            for p in 0..PARTITIONS {
+                tpl.add_partition_offset(t, p, Offset::Beginning)
+                    .expect("partition added");
+            }
+        }
+        consumer.assign(&tpl).expect("assigned");
+    }
+    let mut out = Vec::new();
+    let until = Instant::now() + Duration::from_secs(60);
+    while out.len() < expected && Instant::now() < until {
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            let m = m.expect("message");
+            out.push((
+                m.topic().to_string(),
+                m.key().unwrap_or_default().to_vec(),
+                m.payload().unwrap_or_default().to_vec(),
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
 fn messages_in_topics(bootstrap: &str) -> i64 {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -88,8 +125,12 @@ fn callers_never_wait_on_a_down_broker_and_sending_resumes_after() {
     // the producer behind the buffer is stuck; what does not fit is dropped and counted.
     let calls = 3_000u64;
     let mut accepted = 0u64;
+    let mut kept = Vec::new();
     for e in events(calls as usize) {
-        accepted += emitter.record(e) as u64;
+        if emitter.record(e.clone()) {
+            accepted += 1;
+            kept.push(e);
+        }
     }
     let c = emitter.counters();
     assert_eq!(
@@ -110,7 +151,8 @@ fn callers_never_wait_on_a_down_broker_and_sending_resumes_after() {
     assert_eq!(c.failed, 0);
     let more = events(50);
     for e in more {
-        assert!(emitter.record(e), "the buffer has room again");
+        assert!(emitter.record(e.clone()), "the buffer has room again");
+        kept.push(e);
     }
     let c = wait_for(&emitter, Duration::from_secs(60), |c| c.sent == c.accepted);
     assert_eq!(c.sent, accepted + 50, "{c:?}");
@@ -119,6 +161,23 @@ fn callers_never_wait_on_a_down_broker_and_sending_resumes_after() {
     assert_eq!(last.sent, last.accepted);
     assert_eq!(last.failed, 0);
     assert_eq!(messages_in_topics(&bootstrap), last.sent as i64);
+
+    // Exactly the accepted events, once each, keyed by their series, encoded as the codec does.
+    let mut expected: Vec<(String, Vec<u8>, Vec<u8>)> = kept
+        .iter()
+        .map(|e| {
+            let topic = match e {
+                Event::Query(_) => "perf.query",
+                Event::Request(_) => "perf.request",
+                Event::Resource(_) => "perf.resource",
+            };
+            let mut payload = Vec::new();
+            perfstream_events::encode_event(&mut payload, e);
+            (topic.to_string(), perfstream_events::series_key(e), payload)
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(read_back(&bootstrap, expected.len()), expected);
 }
 
 #[test]
