@@ -326,3 +326,66 @@ fn truth_rows_add_up_and_percentiles_are_ordered() {
     assert!(t.query.iter().all(|r| r.window_start_us % s.window_us == 0));
     assert_eq!(exact_quantile(&[1, 2, 3, 4], QUANTILES[0]), 2);
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn scenario() -> impl Strategy<Value = Scenario> {
+        (
+            any::<u64>(),
+            1u64..3_000,
+            (1u32..5, 1u32..4, 1u32..10, 1u32..50),
+            prop_oneof![Just(10_000_000i64), Just(60_000_000)],
+            (0.0f64..0.2, 0.0f64..0.1, 0u64..10, 0.0f64..0.05),
+            1.0f64..5_000.0,
+        )
+            .prop_map(
+                |(seed, count, (services, instances, endpoints, hashes), window_us, fr, rate)| {
+                    let mut s = Scenario::small(seed);
+                    s.count = count;
+                    s.services = services;
+                    s.instances = instances;
+                    s.endpoints = endpoints;
+                    s.query_hashes = hashes;
+                    s.window_us = window_us;
+                    (s.out_of_order, s.late, s.too_late, s.malformed) = fr;
+                    s.rate = rate;
+                    s
+                },
+            )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn any_scenario_is_deterministic_and_its_truth_adds_up(s in scenario()) {
+            let a: Vec<Record> = generate(&s).collect();
+            let b: Vec<Record> = generate(&s).collect();
+            prop_assert_eq!(&a, &b);
+            let t = truth_of(&s);
+            let rows: u64 = t.query.iter().map(|r| r.execution_time_us.count).sum::<u64>()
+                + t.request.iter().map(|r| r.response_time_us.count).sum::<u64>();
+            prop_assert_eq!(rows, s.count);
+            let resources: u64 = t.resource.iter().map(|r| r.count).sum();
+            prop_assert_eq!(resources, t.totals.aggregated.get("resource").copied().unwrap_or(0));
+            prop_assert_eq!(t.totals.acknowledged, a.len() as u64);
+            prop_assert_eq!(t.too_late.count, s.too_late);
+            for r in &a {
+                if let Some(e) = &r.event {
+                    let d = r.sched_us - e.time_us();
+                    match r.class {
+                        Class::OnTime => prop_assert_eq!(d, 0),
+                        Class::OutOfOrder => prop_assert!(d > 0 && d < s.allowed_lateness_us),
+                        Class::Late => prop_assert!(
+                            d > s.window_us + s.allowed_lateness_us && d < s.correction_horizon_us
+                        ),
+                        Class::TooLate => prop_assert!(d > s.correction_horizon_us + s.window_us),
+                        Class::Malformed(_) => prop_assert!(false, "malformed with an event"),
+                    }
+                }
+            }
+        }
+    }
+}
