@@ -45,6 +45,8 @@ export PERFSTREAM_TEST_PGDATA="$WORK/pg"
 
 log "build"
 cargo build --workspace --all-targets
+# The fault tests need the crash points, compiled in only with the `failpoints` feature.
+cargo build -p perfstream --features failpoints
 BIN=$ROOT/target/debug/perfstream
 export PERFSTREAM_BIN=$BIN
 

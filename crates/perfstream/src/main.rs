@@ -2,6 +2,8 @@
 //! the library crates; this file only parses arguments, loads the config and calls them.
 
 mod config;
+mod demo;
+mod embedded_pg;
 mod telemetry;
 
 use std::path::PathBuf;
@@ -51,6 +53,9 @@ enum Command {
     },
     /// Load generator: produce realistic events with episodes, optionally writing the truth.
     Emit(perfstream_emit::GenerateArgs),
+    /// The whole system in one process, for a first look: in-process Kafka, a throwaway
+    /// Postgres (or DATABASE_URL), the generator, the pipeline, a live summary.
+    Demo(demo::DemoArgs),
 }
 
 #[derive(Subcommand)]
@@ -131,6 +136,7 @@ async fn dispatch(cmd: Command, cfg: Config) -> Result<()> {
             Ok(())
         }
         Command::Run => run(cfg).await,
+        Command::Demo(args) => demo::run(args, cfg).await,
     }
 }
 
