@@ -11,11 +11,12 @@ ROOT=$PWD
 log() { printf '\n== %s\n' "$*"; }
 
 log "dependencies"
-if ! command -v pg_ctl >/dev/null && [ ! -x /usr/lib/postgresql/15/bin/pg_ctl ]; then
+pgbin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+if [ -z "$(pgbin)" ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
 fi
-PGBIN=$(dirname "$(command -v pg_ctl || echo /usr/lib/postgresql/15/bin/pg_ctl)")
-[ -x "$PGBIN/initdb" ] || PGBIN=/usr/lib/postgresql/15/bin
+PGBIN=$(pgbin)
+[ -x "$PGBIN/initdb" ] || { echo "no PostgreSQL server binaries found after install"; exit 1; }
 if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import confluent_kafka, fastavro, hdrhistogram' 2>/dev/null; then
   python3 -m venv .venv
   .venv/bin/pip install -q 'confluent-kafka==2.16.1' 'fastavro==1.13.1' 'hdrhistogram==0.10.8'
@@ -47,8 +48,10 @@ log "build"
 cargo build --workspace --all-targets
 # The fault tests need the crash points, compiled in only with the `failpoints` feature.
 cargo build -p perfstream --features failpoints
+cp target/debug/perfstream "$WORK/perfstream-failpoints"
+export PERFSTREAM_BIN=$WORK/perfstream-failpoints
+cargo build -p perfstream
 BIN=$ROOT/target/debug/perfstream
-export PERFSTREAM_BIN=$BIN
 
 log "broker (librdkafka mock cluster)"
 "$BIN" dev-broker --partitions 4 --bootstrap-file "$WORK/bootstrap" >"$WORK/broker.log" 2>&1 &
@@ -66,6 +69,7 @@ else
   cargo test --workspace --no-fail-fast
 fi
 
+export PERFSTREAM_BIN=$BIN
 for t in tests/ci/*.sh; do
   [ -e "$t" ] || continue
   log "$t"
