@@ -11,7 +11,7 @@ use crate::scenario::{EpisodeKind, Scenario, Topics};
 
 /// Arguments of the load generator (`perfstream emit`).
 ///
-/// Every figure that shapes the events is part of the [`Scenario`]; the same scenario (same seed
+/// Every figure that shapes the events is part of the scenario; the same scenario (same seed
 /// and `--start-time`) always gives the same messages, byte for byte.
 #[derive(clap::Args, Debug, Clone)]
 pub struct GenerateArgs {
