@@ -17,9 +17,9 @@ if [ -z "$(pgbin)" ]; then
 fi
 PGBIN=$(pgbin)
 [ -x "$PGBIN/initdb" ] || { echo "no PostgreSQL server binaries found after install"; exit 1; }
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import confluent_kafka, fastavro, hdrhistogram' 2>/dev/null; then
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import confluent_kafka, fastavro, hdrhistogram, yaml' 2>/dev/null; then
   python3 -m venv .venv
-  .venv/bin/pip install -q 'confluent-kafka==2.16.1' 'fastavro==1.13.1' 'hdrhistogram==0.10.8'
+  .venv/bin/pip install -q 'confluent-kafka==2.16.1' 'fastavro==1.13.1' 'hdrhistogram==0.10.8' 'pyyaml==6.0.2'
 fi
 export PY=$ROOT/.venv/bin/python
 NEXTEST=1; cargo nextest --version >/dev/null 2>&1 || NEXTEST=0

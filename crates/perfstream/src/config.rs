@@ -82,7 +82,7 @@ impl Config {
         }
         f.merge(
             Env::prefixed("PERFSTREAM_")
-                .ignore(&["config", "failpoint"])
+                .ignore(&["config", "failpoint", "bootstrap"])
                 .split("__"),
         )
     }
