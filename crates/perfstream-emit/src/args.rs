@@ -177,70 +177,13 @@ impl GenerateArgs {
     /// The pure scenario these arguments describe; `now_us` is the start time when
     /// `--start-time` is not given.
     pub fn scenario(&self, now_us: i64) -> Result<Scenario, EmitError> {
-        let bad = |arg: &str, reason: String| EmitError::InvalidArgs {
-            arg: arg.into(),
-            reason,
-        };
-        if !(self.rate.is_finite() && self.rate > 0.0) {
-            return Err(bad("--rate", format!("must be > 0, got {}", self.rate)));
-        }
         let count = match (self.count, self.duration) {
             (Some(c), _) => c,
             (None, Some(d)) => (d.as_secs_f64() * self.rate).round() as u64,
             (None, None) => (10.0 * self.rate).round() as u64,
         };
-        for (arg, v) in [
-            ("--query-share", self.query_share),
-            ("--error-rate", self.error_rate),
-            ("--out-of-order", self.out_of_order),
-            ("--late", self.late),
-            ("--malformed", self.malformed),
-            ("--episodes-from", self.episodes_from),
-            ("--episodes-to", self.episodes_to),
-        ] {
-            if !(0.0..=1.0).contains(&v) {
-                return Err(bad(arg, format!("must be within 0..=1, got {v}")));
-            }
-        }
-        if self.out_of_order + self.late > 1.0 {
-            return Err(bad("--late", "--late + --out-of-order must be <= 1".into()));
-        }
-        if self.episodes_from >= self.episodes_to {
-            return Err(bad(
-                "--episodes-to",
-                "must be greater than --episodes-from".into(),
-            ));
-        }
-        for (arg, v) in [
-            ("--services", self.services),
-            ("--instances", self.instances),
-            ("--endpoints", self.endpoints),
-            ("--query-hashes", self.query_hashes),
-        ] {
-            if v == 0 {
-                return Err(bad(arg, "must be >= 1".into()));
-            }
-        }
-        if !(self.zipf_exponent.is_finite() && self.zipf_exponent >= 0.0) {
-            return Err(bad("--zipf-exponent", "must be finite and >= 0".into()));
-        }
         let us = |d: Duration| d.as_micros().min(i64::MAX as u128) as i64;
-        let window_us = us(self.window);
-        let horizon_us = us(self.correction_horizon);
-        let lateness_us = us(self.allowed_lateness);
-        if window_us <= 0 || us(self.resource_interval) <= 0 {
-            return Err(bad(
-                "--window",
-                "window and resource interval must be > 0".into(),
-            ));
-        }
-        if horizon_us < 2 * window_us + lateness_us + 2_000_000 {
-            return Err(bad(
-                "--correction-horizon",
-                "must exceed 2 windows + lateness + 2 s, or late events cannot be placed".into(),
-            ));
-        }
-        Ok(Scenario {
+        let scenario = Scenario {
             seed: self.seed,
             start_us: self.start_time.unwrap_or(now_us),
             rate: self.rate,
@@ -252,9 +195,9 @@ impl GenerateArgs {
             zipf_exponent: self.zipf_exponent,
             query_share: self.query_share,
             error_rate: self.error_rate,
-            window_us,
-            allowed_lateness_us: lateness_us,
-            correction_horizon_us: horizon_us,
+            window_us: us(self.window),
+            allowed_lateness_us: us(self.allowed_lateness),
+            correction_horizon_us: us(self.correction_horizon),
             resource_interval_us: us(self.resource_interval),
             out_of_order: self.out_of_order,
             late: self.late,
@@ -268,7 +211,9 @@ impl GenerateArgs {
                 request: self.topic_request.clone(),
                 resource: self.topic_resource.clone(),
             },
-        })
+        };
+        scenario.validate()?;
+        Ok(scenario)
     }
 
     /// The librdkafka properties given with `-X`.

@@ -283,6 +283,7 @@ impl Loop<'_> {
 /// Generates and sends `scenario`, blocking the thread until every message is acknowledged or
 /// `flush_timeout` has passed. The truth covers exactly the acknowledged messages.
 pub fn produce_blocking(scenario: &Scenario, opts: &ProduceOptions) -> Result<Report, EmitError> {
+    scenario.validate()?;
     let producer: BaseProducer<AckContext> =
         producer_config(&opts.bootstrap, &opts.producer_properties)
             .create_with_context(AckContext {

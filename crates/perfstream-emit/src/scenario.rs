@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::EmitError;
+
 /// Everything the generation core needs; built from [`crate::GenerateArgs::scenario`] or by hand.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Scenario {
@@ -84,6 +86,72 @@ impl Scenario {
             episodes_to: 0.6,
             topics: Topics::default(),
         }
+    }
+
+    /// Checks every figure; errors name the `perfstream emit` argument. The generator assumes a
+    /// valid scenario ([`crate::generate`] panics on an invalid one).
+    pub fn validate(&self) -> Result<(), EmitError> {
+        let bad = |arg: &str, reason: String| {
+            Err(EmitError::InvalidArgs {
+                arg: arg.into(),
+                reason,
+            })
+        };
+        if !(self.rate.is_finite() && self.rate > 0.0) {
+            return bad("--rate", format!("must be > 0, got {}", self.rate));
+        }
+        for (arg, v) in [
+            ("--query-share", self.query_share),
+            ("--error-rate", self.error_rate),
+            ("--out-of-order", self.out_of_order),
+            ("--late", self.late),
+            ("--malformed", self.malformed),
+            ("--episodes-from", self.episodes_from),
+            ("--episodes-to", self.episodes_to),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return bad(arg, format!("must be within 0..=1, got {v}"));
+            }
+        }
+        if self.out_of_order + self.late > 1.0 {
+            return bad("--late", "--late + --out-of-order must be <= 1".into());
+        }
+        if self.episodes_from >= self.episodes_to {
+            return bad(
+                "--episodes-to",
+                "must be greater than --episodes-from".into(),
+            );
+        }
+        for (arg, v) in [
+            ("--services", self.services),
+            ("--instances", self.instances),
+            ("--endpoints", self.endpoints),
+            ("--query-hashes", self.query_hashes),
+        ] {
+            if v == 0 {
+                return bad(arg, "must be >= 1".into());
+            }
+        }
+        if !(self.zipf_exponent.is_finite() && self.zipf_exponent >= 0.0) {
+            return bad("--zipf-exponent", "must be finite and >= 0".into());
+        }
+        if self.window_us <= 0 {
+            return bad("--window", "must be > 0".into());
+        }
+        if self.resource_interval_us <= 0 {
+            return bad("--resource-interval", "must be > 0".into());
+        }
+        if self.allowed_lateness_us < 0 {
+            return bad("--allowed-lateness", "must be >= 0".into());
+        }
+        let min_horizon = 2 * self.window_us + self.allowed_lateness_us + 2_000_000;
+        if self.correction_horizon_us < min_horizon {
+            return bad(
+                "--correction-horizon",
+                "must exceed 2 windows + lateness + 2 s, or late events cannot be placed".into(),
+            );
+        }
+        Ok(())
     }
 
     /// Event-time span of the regular events, microseconds.

@@ -389,3 +389,29 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn hand_built_scenarios_are_validated_with_the_argument_named() {
+    let mut s = Scenario::small(1);
+    assert!(s.validate().is_ok());
+    s.services = 0;
+    assert!(s.validate().unwrap_err().to_string().contains("--services"));
+    let mut s = Scenario::small(1);
+    s.correction_horizon_us = s.window_us;
+    assert!(
+        s.validate()
+            .unwrap_err()
+            .to_string()
+            .contains("--correction-horizon")
+    );
+    let mut s = Scenario::small(1);
+    s.rate = f64::NAN;
+    assert!(s.validate().unwrap_err().to_string().contains("--rate"));
+    // The sending loop refuses it before touching a broker.
+    let err =
+        perfstream_emit::produce_blocking(&s, &perfstream_emit::ProduceOptions::new("127.0.0.1:1"));
+    assert!(matches!(
+        err,
+        Err(perfstream_emit::EmitError::InvalidArgs { .. })
+    ));
+}

@@ -29,6 +29,9 @@ use crate::scenario::{Episode, EpisodeKind, Scenario, TopicKind};
 use crate::topology::{self, Service};
 
 /// The events of `scenario`, in order. An iterator, so long runs need no memory for them.
+///
+/// Panics if the scenario is invalid; check it with [`Scenario::validate`] first when it
+/// was not built by [`crate::GenerateArgs::scenario`].
 pub fn generate(scenario: &Scenario) -> Generator {
     Generator::new(scenario.clone())
 }
@@ -77,6 +80,7 @@ fn zipf(n: u32, s: f64) -> Zipf<f64> {
 fn lognormal(median: f64, sigma: f64) -> LogNormal<f64> {
     LogNormal::new(median.ln(), sigma).expect("constant parameters are valid")
 }
+
 impl Generator {
     fn new(s: Scenario) -> Generator {
         let mut rng = StdRng::seed_from_u64(s.seed);
