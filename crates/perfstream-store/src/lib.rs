@@ -23,7 +23,8 @@
 //! - `store.rs`: [`Store`], migrations, partition claims, test fault hook.
 //! - `flush.rs`: [`FlushWrite`] and the write path.
 //! - `table/`: the three rollup tables: column lists, encode/decode, bulk statements.
-//! - `tiers.rs`: the '1h'/'1d' tier job; `retention.rs`: the retention job.
+//! - `tiers.rs`: the '1h'/'1d' tier job; `retention.rs`: the retention job; `jobs.rs`: the
+//!   periodic task running both ([`run_maintenance`]).
 //! - `report.rs`: exact-percentile reports over a time range, and recommendations.
 //!
 //! Architecture invariant: this crate never aggregates events; it stores and merges the
@@ -31,6 +32,7 @@
 
 mod error;
 mod flush;
+mod jobs;
 pub mod report;
 mod retention;
 mod store;
@@ -39,6 +41,7 @@ mod tiers;
 
 pub use error::StoreError;
 pub use flush::{FlushWrite, PartitionProgress};
+pub use jobs::{MaintenanceSettings, run_maintenance};
 pub use report::{
     Recommendation, SlowQueryOptions, SlowQueryRow, recommendations, slow_query_report,
 };

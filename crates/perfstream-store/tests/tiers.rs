@@ -328,3 +328,50 @@ async fn retention_deletes_exactly_the_expired_rows(pool: PgPool) {
         0
     );
 }
+
+/// The periodic task rebuilds due tiers on its own and stops on shutdown.
+#[sqlx::test(migrations = "../../migrations")]
+async fn maintenance_task_rebuilds_due_tiers_and_stops_on_shutdown(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    let now = chrono::Utc::now().timestamp_micros();
+    let hour = (now - 3 * HOUR_US).div_euclid(HOUR_US) * HOUR_US;
+    write_all(
+        &store,
+        "p1",
+        minute_rollups(&events(3, hour, hour + HOUR_US, 500)),
+    )
+    .await;
+    let settings = perfstream_store::MaintenanceSettings {
+        interval: Duration::from_millis(20),
+        ..Default::default()
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(perfstream_store::run_maintenance(
+        store.clone(),
+        settings,
+        async {
+            stopped.await.ok();
+        },
+    ));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let n: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM query_rollups WHERE resolution = '1h'")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        if n == 3 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tier rows never appeared"
+        );
+        tokio::task::yield_now().await;
+    }
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("task stops on shutdown")
+        .unwrap();
+}
