@@ -1,0 +1,126 @@
+//! Human messages of transitions: what, where, the figure and the threshold.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use crate::lifecycle::{Detail, Observation};
+use crate::rule::{Rule, RuleId};
+
+fn target(labels: &BTreeMap<String, String>) -> String {
+    let g = |k: &str| labels.get(k).map(String::as_str).unwrap_or("?");
+    if labels.contains_key("query_hash") {
+        format!(
+            "query {} ({}) of {}",
+            g("query_hash"),
+            g("query_type"),
+            g("service")
+        )
+    } else if labels.contains_key("endpoint") {
+        format!("{} {} of {}", g("method"), g("endpoint"), g("service"))
+    } else {
+        format!("{} instance {}", g("service"), g("instance"))
+    }
+}
+
+fn pct(v: f64) -> String {
+    format!("{:.1} %", v * 100.0)
+}
+
+fn duration(s: f64) -> String {
+    if s < 120.0 {
+        format!("{s:.0} s")
+    } else if s < 7200.0 {
+        format!("{:.0} min", s / 60.0)
+    } else {
+        format!("{:.1} h", s / 3600.0)
+    }
+}
+
+/// The message of a transition (`fired` false: resolved).
+pub fn message(
+    id: RuleId,
+    fired: bool,
+    labels: &BTreeMap<String, String>,
+    o: &Observation,
+    r: &Rule,
+) -> String {
+    let who = target(labels);
+    let mut m = String::new();
+    if !fired && matches!(o.detail, Detail::NoData) {
+        let _ = write!(m, "{id} resolved for {who}: no data in the window");
+        return m;
+    }
+    let stat = format!("{:?}", r.statistic).to_lowercase();
+    let (figure, limit, clear) = match id {
+        RuleId::SlowQuery | RuleId::EndpointSla => (
+            format!("{stat} {:.1} ms", o.value),
+            format!("{:.0} ms", r.threshold),
+            format!("{:.0} ms", r.clear_threshold),
+        ),
+        RuleId::Regression => {
+            let base = match o.detail {
+                Detail::Baseline { baseline } => format!(" (baseline {baseline:.1} ms)"),
+                _ => String::new(),
+            };
+            (
+                format!("{stat} at {:.2}x its baseline{base}", o.value),
+                format!("{:.2}x", r.threshold),
+                format!("{:.2}x", r.clear_threshold),
+            )
+        }
+        RuleId::PoolExhaustion => (
+            format!("{:.0} waiters", o.value),
+            format!("{:.0} waiters at 100 % pool use", r.threshold),
+            format!("{:.0}", r.clear_threshold),
+        ),
+        RuleId::CacheHitRatio => {
+            let base = match o.detail {
+                Detail::Baseline { baseline } => format!(", baseline {}", pct(baseline)),
+                _ => String::new(),
+            };
+            (
+                format!("hit ratio {}{base}", pct(o.value)),
+                format!(
+                    "{} or {:.0} % under baseline",
+                    pct(r.threshold),
+                    r.relative_drop * 100.0
+                ),
+                pct(r.clear_threshold),
+            )
+        }
+        RuleId::ConnectionLeak | RuleId::MemoryLeak => {
+            let what = if id == RuleId::MemoryLeak {
+                "memory"
+            } else {
+                "pool use"
+            };
+            let mut f = format!("{what} rose {} of its limit over the fit", pct(o.value));
+            if let Detail::Trend {
+                slope_per_min,
+                r2,
+                tau,
+                level,
+                time_to_limit_s,
+            } = o.detail
+            {
+                let _ = write!(
+                    f,
+                    " ({}/min, R² {r2:.2}, tau {tau:.2}), now at {}",
+                    pct(slope_per_min),
+                    pct(level)
+                );
+                if let Some(t) = time_to_limit_s.filter(|_| fired) {
+                    let _ = write!(f, ", reaches the limit in about {}", duration(t));
+                }
+            }
+            (f, pct(r.threshold), pct(r.clear_threshold))
+        }
+        _ => (pct(o.value), pct(r.threshold), pct(r.clear_threshold)),
+    };
+    if fired {
+        let _ = write!(m, "{id} firing for {who}: {figure} over {limit}");
+    } else {
+        let _ = write!(m, "{id} resolved for {who}: {figure}, back past {clear}");
+    }
+    m
+}

@@ -1,0 +1,543 @@
+//! Engine tests on synthetic rollup sequences: explicit windows, no clock.
+
+use perfstream_events::AlertState;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::*;
+
+const MIN: i64 = 60_000_000;
+
+fn window(i: i64) -> Window {
+    Window {
+        start_us: i * MIN,
+        end_us: (i + 1) * MIN,
+    }
+}
+
+fn query(service: &str, p99_ms: f64) -> QueryRow {
+    QueryRow {
+        service: service.into(),
+        query_hash: "q1".into(),
+        query_type: "select".into(),
+        latency: Latency {
+            count: 50,
+            p99_us: (p99_ms * 1000.0) as i64,
+            ..Latency::default()
+        },
+        baseline_us: None,
+    }
+}
+
+fn request(endpoint: &str, p95_ms: f64, count: i64) -> RequestRow {
+    RequestRow {
+        service: "shop".into(),
+        endpoint: endpoint.into(),
+        method: "GET".into(),
+        latency: Latency {
+            count,
+            p95_us: (p95_ms * 1000.0) as i64,
+            ..Latency::default()
+        },
+        status_5xx: 0,
+        baseline_us: None,
+    }
+}
+
+fn resource(instance: &str) -> ResourceRow {
+    ResourceRow {
+        service: "shop".into(),
+        instance: instance.into(),
+        cpu_mean: Some(0.3),
+        memory_utilization_mean: Some(0.45),
+        memory_utilization_last: Some(0.45),
+        pool_utilization_mean: Some(0.3),
+        pool_utilization_max: Some(0.3),
+        pool_waiters_max: Some(0),
+        gc_pause_us_sum: Some(10_000),
+        gc_interval_us_sum: Some(60_000_000),
+        cache_hits: 9_500,
+        cache_misses: 500,
+    }
+}
+
+/// Runs `n` windows built by `f`, returning (window index, rule, state) of every transition.
+fn run(
+    engine: &mut Engine,
+    range: std::ops::Range<i64>,
+    mut f: impl FnMut(i64, &mut WindowRows),
+) -> Vec<(i64, String, AlertState)> {
+    let mut out = Vec::new();
+    for i in range {
+        let mut rows = WindowRows::empty(window(i));
+        f(i, &mut rows);
+        for t in engine.evaluate(&rows).unwrap().transitions {
+            out.push((i, t.rule.as_str().to_string(), t.state));
+        }
+    }
+    out
+}
+
+fn engine() -> Engine {
+    Engine::new(&AlertSettings::default()).unwrap()
+}
+
+#[test]
+fn threshold_crossing_waits_for_for() {
+    let mut s = AlertSettings::default();
+    s.rules.slow_query.for_windows = Some(3);
+    let mut e = Engine::new(&s).unwrap();
+    let p99 = [
+        500.0, 1200.0, 1300.0, 700.0, 1200.0, 1100.0, 1500.0, 1400.0, 900.0, 700.0, 600.0,
+    ];
+    let got = run(&mut e, 0..p99.len() as i64, |i, r| {
+        r.queries.push(query("a", p99[i as usize]))
+    });
+    assert_eq!(
+        got,
+        vec![
+            (6, "slow_query".into(), AlertState::Firing),
+            (9, "slow_query".into(), AlertState::Resolved)
+        ],
+        "fires at the third consecutive breach, stays firing at 900 ms (above the 800 ms clear), resolves at 700"
+    );
+}
+
+#[test]
+fn oscillation_around_the_threshold_fires_once_and_resolves_once() {
+    let mut e = engine();
+    let got = run(&mut e, 0..200, |i, r| {
+        let v = if i < 190 {
+            1000.0 + if i % 2 == 0 { 30.0 } else { -30.0 }
+        } else {
+            300.0
+        };
+        r.queries.push(query("a", v));
+    });
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0], (0, "slow_query".into(), AlertState::Firing));
+    assert_eq!(got[1], (190, "slow_query".into(), AlertState::Resolved));
+}
+
+#[test]
+fn transitions_share_a_deterministic_id() {
+    let mut a = engine();
+    let mut b = engine();
+    let mut ids = Vec::new();
+    for e in [&mut a, &mut b] {
+        let mut got = Vec::new();
+        for i in 0..6 {
+            let mut rows = WindowRows::empty(window(i));
+            rows.queries
+                .push(query("a", if (2..4).contains(&i) { 2000.0 } else { 10.0 }));
+            got.extend(
+                e.evaluate(&rows)
+                    .unwrap()
+                    .transitions
+                    .into_iter()
+                    .map(|t| (t.alert_id, t.state)),
+            );
+        }
+        ids.push(got);
+    }
+    assert_eq!(ids[0], ids[1]);
+    assert_eq!(ids[0].len(), 2);
+    assert_eq!(ids[0][0].0, ids[0][1].0);
+}
+
+#[test]
+fn keep_firing_for_holds_a_cleared_alert() {
+    let mut s = AlertSettings::default();
+    s.rules.endpoint_sla.keep_firing_for = Some(2);
+    let mut e = Engine::new(&s).unwrap();
+    let v = [900.0, 100.0, 100.0, 900.0, 100.0, 100.0, 100.0];
+    let got = run(&mut e, 0..v.len() as i64, |i, r| {
+        r.requests.push(request("/a", v[i as usize], 100))
+    });
+    assert_eq!(
+        got,
+        vec![
+            (0, "endpoint_sla".into(), AlertState::Firing),
+            (6, "endpoint_sla".into(), AlertState::Resolved)
+        ]
+    );
+}
+
+#[test]
+fn a_series_that_stops_reporting_resolves() {
+    let mut e = engine();
+    let got = run(&mut e, 0..4, |i, r| {
+        if i < 2 {
+            r.queries.push(query("a", 5000.0));
+        }
+    });
+    assert_eq!(
+        got,
+        vec![
+            (0, "slow_query".into(), AlertState::Firing),
+            (2, "slow_query".into(), AlertState::Resolved)
+        ]
+    );
+}
+
+/// Memory ramps linearly from 45 % to 95 % of the limit over `ramp` windows, with noise.
+fn memory_ramp(ramp: i64, seed: u64) -> (Vec<(i64, String, AlertState)>, Vec<Transition>) {
+    let mut e = engine();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut all = Vec::new();
+    let mut got = Vec::new();
+    for i in 0..120 {
+        let p = i - 30;
+        let level = if (0..ramp).contains(&p) {
+            0.45 + 0.5 * p as f64 / ramp as f64
+        } else {
+            0.45
+        };
+        let mut r = resource("i1");
+        r.memory_utilization_mean = Some(level + rng.random_range(-0.01..0.01));
+        let mut rows = WindowRows::empty(window(i));
+        rows.resources.push(r);
+        for t in e.evaluate(&rows).unwrap().transitions {
+            got.push((i, t.rule.as_str().to_string(), t.state));
+            all.push(t);
+        }
+    }
+    (got, all)
+}
+
+#[test]
+fn memory_leak_fires_before_the_limit_with_a_sensible_prediction() {
+    for (ramp, seed) in [(20, 1), (40, 2), (60, 3)] {
+        let (got, all) = memory_ramp(ramp, seed);
+        let leak: Vec<_> = got.iter().filter(|t| t.1 == "memory_leak").collect();
+        assert_eq!(leak.len(), 2, "ramp {ramp}: {got:?}");
+        let fired_at = leak[0].0 - 30;
+        assert_eq!(leak[0].2, AlertState::Firing);
+        // Before the memory_utilization alert (80 %), well before the limit.
+        let util = got
+            .iter()
+            .find(|t| t.1 == "memory_utilization")
+            .expect("utilisation fires too");
+        assert!(
+            leak[0].0 < util.0,
+            "ramp {ramp}: leak at {} after utilisation at {}",
+            leak[0].0,
+            util.0
+        );
+        // The predicted time to the limit is close to the truth (the ramp reaches 95 %, the
+        // prediction is for 100 %, so the truth is the time to the ramp's end plus 10 % of it).
+        let t = all.iter().find(|t| t.rule == RuleId::MemoryLeak).unwrap();
+        let msg = &t.message;
+        let after = msg.split("reaches the limit in about ").nth(1).expect(msg);
+        let mut parts = after.split(' ');
+        let v: f64 = parts.next().unwrap().parse().unwrap();
+        let predicted_s = match parts.next().unwrap() {
+            "s" => v,
+            "min" => v * 60.0,
+            "h" => v * 3600.0,
+            u => panic!("unit {u}"),
+        };
+        let truth_s = ((ramp - fired_at) as f64 + 0.1 * ramp as f64) * 60.0;
+        assert!(
+            (predicted_s - truth_s).abs() <= 0.25 * truth_s,
+            "ramp {ramp}: predicted {predicted_s} s, truth {truth_s} s: {msg}"
+        );
+        assert!(
+            fired_at < ramp / 2,
+            "ramp {ramp}: fired {fired_at} windows in"
+        );
+        // Resolved once the ramp is over, exactly once per alert id.
+        assert_eq!(leak[1].2, AlertState::Resolved);
+        assert!(
+            leak[1].0 >= 30 + ramp,
+            "ramp {ramp}: resolved at {}",
+            leak[1].0
+        );
+        let ids: Vec<_> = all
+            .iter()
+            .filter(|t| t.rule == RuleId::MemoryLeak)
+            .map(|t| &t.alert_id)
+            .collect();
+        assert_eq!(ids[0], ids[1]);
+    }
+}
+
+#[test]
+fn flat_noisy_series_never_fire() {
+    let mut e = engine();
+    let mut rng = StdRng::seed_from_u64(7);
+    let got = run(&mut e, 0..2000, |_, rows| {
+        for inst in ["i1", "i2", "i3", "i4", "i5"] {
+            let mut r = resource(inst);
+            r.memory_utilization_mean = Some(0.45 + rng.random_range(-0.02..0.02));
+            let pool_max = 20.0;
+            r.pool_utilization_mean = Some((6.0 + rng.random_range(-1..=1) as f64) / pool_max);
+            r.pool_utilization_max = Some(7.0 / pool_max);
+            r.cpu_mean = Some(rng.random_range(0.15..0.45));
+            let lookups = rng.random_range(2_500..7_500);
+            r.cache_hits = (lookups as f64 * rng.random_range(0.93..0.97)) as i64;
+            r.cache_misses = lookups - r.cache_hits;
+            rows.resources.push(r);
+        }
+        let mut q = query("a", rng.random_range(10.0..900.0));
+        q.latency.count = rng.random_range(1..200);
+        rows.queries.push(q);
+        let mut req = request(
+            "/a",
+            rng.random_range(10.0..450.0),
+            rng.random_range(50..300),
+        );
+        req.status_5xx = (0..req.latency.count)
+            .filter(|_| rng.random_bool(0.002))
+            .count() as i64;
+        rows.requests.push(req);
+    });
+    assert!(got.is_empty(), "{got:?}");
+}
+
+/// Pool use per window for `n` windows; `f(i)` is the level of window i.
+fn pool_sequence(
+    f: impl Fn(i64) -> f64,
+    request_rate: impl Fn(i64) -> i64,
+) -> Vec<(i64, String, AlertState)> {
+    let mut e = engine();
+    let mut rng = StdRng::seed_from_u64(11);
+    run(&mut e, 0..80, |i, rows| {
+        let mut r = resource("i1");
+        let level = f(i) + rng.random_range(-0.03..0.03);
+        r.pool_utilization_mean = Some(level);
+        let full = f(i) >= 1.0;
+        r.pool_utilization_max = Some(if full { 1.0 } else { level });
+        if full {
+            r.pool_waiters_max = Some(5);
+        }
+        rows.resources.push(r);
+        rows.requests.push(request("/a", 20.0, request_rate(i)));
+    })
+}
+
+#[test]
+fn connection_leak_fires_on_a_ramp_with_flat_traffic() {
+    let ramp = |i: i64| {
+        if (20..45).contains(&i) {
+            0.2 + 0.65 * (i - 20) as f64 / 25.0
+        } else {
+            0.3
+        }
+    };
+    let got = pool_sequence(ramp, |_| 1000);
+    let leak: Vec<_> = got.iter().filter(|t| t.1 == "connection_leak").collect();
+    assert_eq!(leak.len(), 2, "{got:?}");
+    assert!(leak[0].0 < 45 && leak[1].0 >= 45, "{got:?}");
+    assert!(
+        got.iter().all(|t| t.1 == "connection_leak"),
+        "pool stays under 90 %: {got:?}"
+    );
+}
+
+#[test]
+fn connection_leak_needs_flat_traffic() {
+    let ramp = |i: i64| {
+        if (20..45).contains(&i) {
+            0.2 + 0.65 * (i - 20) as f64 / 25.0
+        } else {
+            0.3
+        }
+    };
+    // Traffic growing with the connections explains them: no leak.
+    let got = pool_sequence(ramp, |i| {
+        if (20..45).contains(&i) {
+            1000 + (i - 20) * 100
+        } else {
+            1000
+        }
+    });
+    assert!(got.iter().all(|t| t.1 != "connection_leak"), "{got:?}");
+}
+
+#[test]
+fn a_pool_step_is_saturation_not_a_leak() {
+    let got = pool_sequence(|i| if (20..45).contains(&i) { 1.0 } else { 0.3 }, |_| 1000);
+    let rules: Vec<&str> = got.iter().map(|t| t.1.as_str()).collect();
+    assert_eq!(
+        rules,
+        [
+            "pool_utilization",
+            "pool_exhaustion",
+            "pool_utilization",
+            "pool_exhaustion"
+        ],
+        "{got:?}"
+    );
+    assert_eq!(got[0].0, 20);
+    assert_eq!(got[2].0, 45);
+}
+
+#[test]
+fn cache_drop_fires_on_absolute_and_relative_drops() {
+    let mut e = engine();
+    let ratio = |i: i64| match i {
+        40..50 => 0.5,    // absolute: under 0.8
+        70..80 => 0.62,   // relative: under 0.95 * 0.7 (and under 0.8 too)
+        100..110 => 0.81, // over 0.8 and only 15 % under the baseline: nothing
+        _ => 0.95,
+    };
+    let got = run(&mut e, 0..130, |i, rows| {
+        let mut r = resource("i1");
+        r.cache_hits = (10_000.0 * ratio(i)) as i64;
+        r.cache_misses = 10_000 - r.cache_hits;
+        rows.resources.push(r);
+    });
+    let starts: Vec<(i64, AlertState)> = got.iter().map(|t| (t.0, t.2)).collect();
+    assert!(got.iter().all(|t| t.1 == "cache_hit_ratio"));
+    assert_eq!(
+        starts,
+        [
+            (40, AlertState::Firing),
+            (50, AlertState::Resolved),
+            (70, AlertState::Firing),
+            (80, AlertState::Resolved)
+        ]
+    );
+
+    // A relative drop alone: baseline 0.99, ratio 0.84 (above the absolute 0.8).
+    let mut s = AlertSettings::default();
+    s.rules.cache_hit_ratio.relative_drop = Some(0.1);
+    s.rules.cache_hit_ratio.clear_relative_drop = Some(0.05);
+    let mut e = Engine::new(&s).unwrap();
+    let got = run(&mut e, 0..60, |i, rows| {
+        let mut r = resource("i1");
+        let v = if (40..45).contains(&i) { 0.84 } else { 0.99 };
+        r.cache_hits = (10_000.0 * v) as i64;
+        r.cache_misses = 10_000 - r.cache_hits;
+        rows.resources.push(r);
+    });
+    assert_eq!(
+        got.iter().map(|t| (t.0, t.2)).collect::<Vec<_>>(),
+        [(40, AlertState::Firing), (45, AlertState::Resolved)]
+    );
+}
+
+#[test]
+fn overrides_apply_per_service_and_endpoint() {
+    let s: AlertSettings = serde_json::from_value(serde_json::json!({
+        "rules": { "endpoint_sla": { "threshold": 800.0, "clear_threshold": 600.0 } },
+        "overrides": [
+            { "rule": "endpoint_sla", "match": { "service": "shop", "endpoint": "/pay" },
+              "set": { "threshold": 200.0, "clear_threshold": 150.0, "severity": "critical",
+                       "labels": { "team": "payments" } } },
+            { "rule": "endpoint_sla", "match": { "endpoint": "/health" }, "set": { "enabled": false } }
+        ]
+    }))
+    .unwrap();
+    let mut e = Engine::new(&s).unwrap();
+    let mut rows = WindowRows::empty(window(0));
+    rows.requests.push(request("/pay", 300.0, 100)); // over its 200 ms override
+    rows.requests.push(request("/cart", 700.0, 100)); // under the patched 800 ms
+    rows.requests.push(request("/search", 900.0, 100)); // over 800 ms
+    rows.requests.push(request("/health", 5000.0, 100)); // disabled
+    let t = e.evaluate(&rows).unwrap().transitions;
+    let got: Vec<(&str, f64, Severity, Option<&String>)> = t
+        .iter()
+        .map(|t| {
+            (
+                t.labels["endpoint"].as_str(),
+                t.threshold,
+                t.severity,
+                t.labels.get("team"),
+            )
+        })
+        .collect();
+    let team = "payments".to_string();
+    assert_eq!(
+        got,
+        [
+            ("/pay", 200.0, Severity::Critical, Some(&team)),
+            ("/search", 800.0, Severity::Warning, None)
+        ]
+    );
+}
+
+#[test]
+fn restored_state_neither_refires_nor_sticks() {
+    // Evaluate windows 0..10 in one engine; in another, stop after 5, restore from its stored
+    // changes and warm its history, then continue: same transitions, same ids.
+    let rows = |i: i64| {
+        let mut r = WindowRows::empty(window(i));
+        r.queries
+            .push(query("a", if (3..8).contains(&i) { 2000.0 } else { 10.0 }));
+        r
+    };
+    let mut one = engine();
+    let a: Vec<Transition> = (0..10)
+        .flat_map(|i| one.evaluate(&rows(i)).unwrap().transitions)
+        .collect();
+
+    let mut first = engine();
+    let mut stored: std::collections::BTreeMap<(RuleId, String), StateRow> = Default::default();
+    let mut b: Vec<Transition> = Vec::new();
+    for i in 0..5 {
+        let e = first.evaluate(&rows(i)).unwrap();
+        b.extend(e.transitions);
+        for c in e.changes {
+            stored.insert((c.rule, c.key.clone()), c);
+        }
+    }
+    let mut second = engine();
+    second.restore(stored.into_values());
+    for i in 5 - second.history_windows() as i64..5 {
+        second.warm(&rows(i)).unwrap();
+    }
+    for i in 5..10 {
+        b.extend(second.evaluate(&rows(i)).unwrap().transitions);
+    }
+    assert_eq!(a.len(), 2);
+    assert_eq!(a, b);
+}
+
+#[test]
+fn windows_must_ascend() {
+    let mut e = engine();
+    e.evaluate(&WindowRows::empty(window(3))).unwrap();
+    assert!(matches!(
+        e.evaluate(&WindowRows::empty(window(3))),
+        Err(AlertError::OutOfOrder { .. })
+    ));
+}
+
+#[test]
+fn config_rejects_unknown_keys_and_bad_hysteresis() {
+    use figment::Figment;
+    use figment::providers::{Format, Toml};
+    let ok: AlertSettings = Figment::from(Toml::string(
+        "interval = \"2s\"\n[rules.slow_query]\nthreshold = 2000.0\nfor = 2\n[[overrides]]\nrule = \"cpu\"\nmatch = { service = \"x\" }\nset = { threshold = 0.95 }\n",
+    ))
+    .extract()
+    .unwrap();
+    assert_eq!(ok.rules.slow_query.threshold, Some(2000.0));
+    assert_eq!(ok.rules.slow_query.for_windows, Some(2));
+    assert_eq!(ok.interval, std::time::Duration::from_secs(2));
+    let rs = RuleSet::new(&ok).unwrap();
+    assert_eq!(
+        rs.base(RuleId::SlowQuery).clear_threshold,
+        800.0,
+        "unpatched fields keep defaults"
+    );
+    let bad = Figment::from(Toml::string("[rules.slow_query]\ntreshold = 1.0\n"))
+        .extract::<AlertSettings>();
+    assert!(bad.unwrap_err().to_string().contains("treshold"));
+    let bad = Figment::from(Toml::string("[rules.slow_querry]\n")).extract::<AlertSettings>();
+    assert!(bad.is_err());
+    let mut s = AlertSettings::default();
+    s.rules.slow_query.clear_threshold = Some(1500.0);
+    assert!(matches!(
+        Engine::new(&s),
+        Err(AlertError::InvalidRule {
+            rule: "slow_query",
+            ..
+        })
+    ));
+    // Serialize round trip (check-config prints it).
+    let text = serde_json::to_string(&ok).unwrap();
+    assert_eq!(serde_json::from_str::<AlertSettings>(&text).unwrap(), ok);
+}
