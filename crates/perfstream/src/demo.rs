@@ -38,13 +38,17 @@ pub struct DemoArgs {
 }
 
 pub async fn run(args: DemoArgs, mut cfg: Config) -> Result<()> {
-    let broker = DevBroker::start(1, 3, &cfg.kafka.topics).context("starting the in-process Kafka broker")?;
+    let broker = DevBroker::start(1, 3, &cfg.kafka.topics)
+        .context("starting the in-process Kafka broker")?;
     let bootstrap = broker.bootstrap_servers();
     let pg = match std::env::var("DATABASE_URL") {
         Ok(_) => None,
         Err(_) => Some(EmbeddedPg::start(args.pg_port, args.keep)?),
     };
-    let db_url = pg.as_ref().map(EmbeddedPg::url).unwrap_or_else(|| cfg.postgres.url.clone());
+    let db_url = pg
+        .as_ref()
+        .map(EmbeddedPg::url)
+        .unwrap_or_else(|| cfg.postgres.url.clone());
     let store = Store::connect(&db_url, cfg.postgres.max_connections)
         .await
         .with_context(|| format!("connecting to {}", crate::config::redact_url(&db_url)))?;
@@ -58,10 +62,18 @@ pub async fn run(args: DemoArgs, mut cfg: Config) -> Result<()> {
 
     println!("perfstream demo");
     println!("  Kafka (in-process mock cluster): {bootstrap}");
-    println!("    e.g. kcat -b {bootstrap} -t {} -C -o beginning", cfg.kafka.topics.dlq);
+    println!(
+        "    e.g. kcat -b {bootstrap} -t {} -C -o beginning",
+        cfg.kafka.topics.dlq
+    );
     println!("  Postgres: psql '{}'", crate::config::redact_url(&db_url));
     println!("    e.g. SELECT * FROM get_slow_queries(now() - interval '1 hour');");
-    println!("  10 s windows; stop with Ctrl-C{}", args.duration.map(|d| format!(" or after {d:?}")).unwrap_or_default());
+    println!(
+        "  10 s windows; stop with Ctrl-C{}",
+        args.duration
+            .map(|d| format!(" or after {d:?}"))
+            .unwrap_or_default()
+    );
     println!();
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -72,7 +84,13 @@ pub async fn run(args: DemoArgs, mut cfg: Config) -> Result<()> {
         "--rate".into(),
         args.rate.to_string(),
         "--duration".into(),
-        format!("{}s", args.duration.unwrap_or(Duration::from_secs(24 * 3600)).as_secs().max(10)),
+        format!(
+            "{}s",
+            args.duration
+                .unwrap_or(Duration::from_secs(24 * 3600))
+                .as_secs()
+                .max(10)
+        ),
         "--window".into(),
         "10s".into(),
         "--seed".into(),
@@ -135,7 +153,10 @@ pub async fn run(args: DemoArgs, mut cfg: Config) -> Result<()> {
     let result = pipeline.await.context("pipeline task")?;
     drop(broker);
     let rows = row_counts(&store).await.unwrap_or_default();
-    println!("Done: {} query, {} request, {} resource rollup rows.", rows.0, rows.1, rows.2);
+    println!(
+        "Done: {} query, {} request, {} resource rollup rows.",
+        rows.0, rows.1, rows.2
+    );
     store.pool().close().await;
     drop(pg);
     result.context("pipeline")
@@ -154,7 +175,10 @@ async fn row_counts(store: &Store) -> Result<(i64, i64, i64, i64)> {
     .fetch_one(store.pool())
     .await?;
     let alerts = if r.get::<bool, _>(3) {
-        sqlx::query("SELECT count(*) FROM alerts").fetch_one(store.pool()).await?.get(0)
+        sqlx::query("SELECT count(*) FROM alerts")
+            .fetch_one(store.pool())
+            .await?
+            .get(0)
     } else {
         0
     };

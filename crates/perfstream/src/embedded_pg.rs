@@ -35,7 +35,10 @@ fn find_bindir() -> Option<PathBuf> {
 
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
-        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
         .unwrap_or(false)
 }
 
@@ -59,21 +62,71 @@ impl EmbeddedPg {
         let as_postgres = is_root();
         if as_postgres {
             // initdb refuses to run as root: the cluster belongs to the postgres user.
-            let st = Command::new("chown").arg("postgres:postgres").arg(&dir).status()?;
+            let st = Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(&dir)
+                .status()?;
             if !st.success() {
-                bail!("chown postgres {} failed (is there a `postgres` user?)", dir.display());
+                bail!(
+                    "chown postgres {} failed (is there a `postgres` user?)",
+                    dir.display()
+                );
             }
         }
-        let pg = EmbeddedPg { bin, dir, port, as_postgres, keep };
+        let pg = EmbeddedPg {
+            bin,
+            dir,
+            port,
+            as_postgres,
+            keep,
+        };
         let data = pg.dir.join("data");
-        pg.run("initdb", &["-D", path(&data), "-A", "trust", "-U", "postgres", "--no-sync"])
-            .context("initdb of the throwaway cluster")?;
-        let opts = format!("-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off", pg.port, path(&pg.dir));
+        pg.run(
+            "initdb",
+            &[
+                "-D",
+                path(&data),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+            ],
+        )
+        .context("initdb of the throwaway cluster")?;
+        let opts = format!(
+            "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off",
+            pg.port,
+            path(&pg.dir)
+        );
         let logf = pg.dir.join("postgres.log");
-        pg.run("pg_ctl", &["-D", path(&data), "-l", path(&logf), "-o", &opts, "-w", "start"])
-            .with_context(|| format!("starting the throwaway Postgres (log: {})", logf.display()))?;
-        pg.run("createdb", &["-h", "127.0.0.1", "-p", &pg.port.to_string(), "-U", "postgres", "perfstream"])
-            .context("createdb perfstream")?;
+        pg.run(
+            "pg_ctl",
+            &[
+                "-D",
+                path(&data),
+                "-l",
+                path(&logf),
+                "-o",
+                &opts,
+                "-w",
+                "start",
+            ],
+        )
+        .with_context(|| format!("starting the throwaway Postgres (log: {})", logf.display()))?;
+        pg.run(
+            "createdb",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &pg.port.to_string(),
+                "-U",
+                "postgres",
+                "perfstream",
+            ],
+        )
+        .context("createdb perfstream")?;
         Ok(pg)
     }
 
@@ -88,13 +141,23 @@ impl EmbeddedPg {
     fn run(&self, tool: &str, args: &[&str]) -> Result<()> {
         let exe = self.bin.join(tool);
         let out = if self.as_postgres {
-            Command::new("runuser").arg("-u").arg("postgres").arg("--").arg(&exe).args(args).output()
+            Command::new("runuser")
+                .arg("-u")
+                .arg("postgres")
+                .arg("--")
+                .arg(&exe)
+                .args(args)
+                .output()
         } else {
             Command::new(&exe).args(args).output()
         }
         .with_context(|| format!("running {}", exe.display()))?;
         if !out.status.success() {
-            bail!("{tool} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "{tool} failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(())
     }

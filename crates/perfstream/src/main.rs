@@ -53,6 +53,22 @@ enum Command {
     },
     /// Load generator: produce realistic events with episodes, optionally writing the truth.
     Emit(perfstream_emit::GenerateArgs),
+    /// Slow queries over a time range (percentiles merged from the stored histograms, exact over
+    /// the whole range) and the optimisation recommendations, as tables.
+    Report {
+        /// How far back the range starts (`1h`, `24h`, `7d`); it ends now.
+        #[arg(long, default_value = "1h", value_parser = perfstream_emit::parse_duration)]
+        since: std::time::Duration,
+        /// A query is slow when its p99 or max over the range exceeds this.
+        #[arg(long, default_value_t = 1000.0)]
+        threshold_ms: f64,
+        /// At most this many slow queries.
+        #[arg(long, default_value_t = 20)]
+        max_rows: usize,
+        /// Tier to read: the base windows (default), `1h` or `1d`.
+        #[arg(long)]
+        resolution: Option<String>,
+    },
     /// The whole system in one process, for a first look: in-process Kafka, a throwaway
     /// Postgres (or DATABASE_URL), the generator, the pipeline, a live summary.
     Demo(demo::DemoArgs),
@@ -136,6 +152,39 @@ async fn dispatch(cmd: Command, cfg: Config) -> Result<()> {
             Ok(())
         }
         Command::Run => run(cfg).await,
+        Command::Report {
+            since,
+            threshold_ms,
+            max_rows,
+            resolution,
+        } => {
+            let store = connect(&cfg).await?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_micros() as i64;
+            let from = now - since.as_micros() as i64;
+            let opts = perfstream_store::SlowQueryOptions {
+                from_us: from,
+                to_us: now,
+                threshold_ms,
+                max_rows,
+                resolution: resolution.clone(),
+            };
+            let slow = perfstream_store::slow_query_report(&store, &opts)
+                .await
+                .context("slow query report")?;
+            println!("Slow queries (p99 or max over {threshold_ms} ms) in the last {since:?}:");
+            println!("{}", perfstream_store::report::render_slow_queries(&slow));
+            let recs = perfstream_store::recommendations(&store, from, resolution.as_deref())
+                .await
+                .context("recommendations")?;
+            println!("Recommendations:");
+            println!(
+                "{}",
+                perfstream_store::report::render_recommendations(&recs)
+            );
+            Ok(())
+        }
         Command::Demo(args) => demo::run(args, cfg).await,
     }
 }
