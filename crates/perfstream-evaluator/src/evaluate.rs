@@ -1,0 +1,158 @@
+//! One leader's evaluation state: the engine restored from the stored phases, and the rounds
+//! that judge newly complete windows and commit what they decided.
+
+use std::collections::BTreeMap;
+
+use perfstream_alerts::{AlertSettings, Engine, RuleId, StateRow, Window, WindowRows};
+use sqlx::PgConnection;
+use tracing::{debug, info};
+
+use crate::error::EvalError;
+use crate::read;
+use crate::write::{self, Recorded};
+
+/// Most windows judged (and committed) in one transaction, so catching up after a long outage
+/// commits in steps.
+const MAX_WINDOWS_PER_ROUND: i64 = 256;
+
+pub(crate) struct Evaluator {
+    engine: Engine,
+    settings: AlertSettings,
+    group: String,
+    owner: String,
+    progress: Option<Window>,
+    resolution: Option<String>,
+    warmed: bool,
+}
+
+/// What a round did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RoundStats {
+    pub windows: usize,
+    pub transitions: usize,
+    pub queued: usize,
+}
+
+impl Evaluator {
+    /// Rebuilds the state a previous leader of `group` committed.
+    pub(crate) async fn load(
+        conn: &mut PgConnection,
+        settings: &AlertSettings,
+        group: &str,
+        owner: &str,
+    ) -> Result<Evaluator, EvalError> {
+        let mut engine = Engine::new(settings)?;
+        let state = write::load_state(conn, group).await?;
+        let restored = state.len();
+        engine.restore(state);
+        let progress = write::progress(conn, group).await?;
+        info!(
+            group,
+            restored,
+            last_window_end_us = progress.map(|p| p.end_us),
+            "Alert state restored."
+        );
+        Ok(Evaluator {
+            engine,
+            settings: settings.clone(),
+            group: group.to_string(),
+            owner: owner.to_string(),
+            progress,
+            resolution: None,
+            warmed: false,
+        })
+    }
+
+    /// Judges every window that became complete since the last round, and commits.
+    pub(crate) async fn round(
+        &mut self,
+        conn: &mut PgConnection,
+        now_us: impl Fn() -> i64,
+    ) -> Result<RoundStats, EvalError> {
+        let Some(until) = read::complete_until(conn, &self.group).await? else {
+            return Ok(RoundStats::default());
+        };
+        if self.resolution.is_none() {
+            self.resolution = read::base_resolution(conn).await?;
+        }
+        let Some(res) = self.resolution.clone() else {
+            return Ok(RoundStats::default());
+        };
+        let from = match self.progress {
+            Some(p) => p.end_us,
+            None => until - self.settings.start_lookback.as_micros() as i64,
+        };
+        let wins = read::windows(conn, &res, from, until, MAX_WINDOWS_PER_ROUND).await?;
+        let (Some(first), Some(last)) = (wins.first().copied(), wins.last().copied()) else {
+            return Ok(RoundStats::default());
+        };
+        if !self.warmed {
+            let len = first.end_us - first.start_us;
+            let hist_from = first.start_us - len * self.engine.history_windows() as i64;
+            for rows in read::rows(conn, &res, hist_from, first.start_us)
+                .await?
+                .values()
+            {
+                self.engine.warm(rows)?;
+            }
+            self.warmed = true;
+        }
+        let mut all = read::rows(conn, &res, first.start_us, last.start_us + 1).await?;
+        let regression = self.engine.rules().base(RuleId::Regression).clone();
+        let mut recorded = Vec::new();
+        let mut changes: BTreeMap<(RuleId, String), StateRow> = BTreeMap::new();
+        for w in &wins {
+            let mut rows = all
+                .remove(&w.start_us)
+                .unwrap_or_else(|| WindowRows::empty(*w));
+            if regression.enabled {
+                read::baselines(
+                    conn,
+                    &res,
+                    &mut rows,
+                    regression.statistic,
+                    regression.baseline_days,
+                    regression.min_baseline_days,
+                )
+                .await?;
+            }
+            let ev = self.engine.evaluate(&rows)?;
+            for t in ev.transitions {
+                let at = now_us();
+                let event = t.to_event(at);
+                let mut payload = Vec::with_capacity(256);
+                perfstream_events::encode::encode_alert(&mut payload, &event);
+                recorded.push(Recorded {
+                    transition: t,
+                    transitioned_at_us: at,
+                    payload,
+                });
+            }
+            for c in ev.changes {
+                changes.insert((c.rule, c.key.clone()), c);
+            }
+        }
+        let queued =
+            write::commit(conn, &self.group, &self.owner, last, &recorded, &changes).await?;
+        self.progress = Some(last);
+        let stats = RoundStats {
+            windows: wins.len(),
+            transitions: recorded.len(),
+            queued,
+        };
+        for r in &recorded {
+            let t = &r.transition;
+            info!(
+                alert_id = %t.alert_id,
+                rule = t.rule.as_str(),
+                state = t.state.as_str(),
+                service = %t.service,
+                window_start = t.window.start_us,
+                "{}",
+                t.message
+            );
+        }
+        debug!(group = %self.group, windows = stats.windows, transitions = stats.transitions, last_window_end = last.end_us, "Alert windows evaluated.");
+        Ok(stats)
+    }
+}

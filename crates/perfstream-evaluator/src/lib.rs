@@ -1,0 +1,49 @@
+//! The alert evaluator: the I/O side of alerting. It judges the rollups the pipeline has
+//! committed with the pure rules of `perfstream-alerts`, records every transition and an
+//! outbox row in the same Postgres transaction as its new state, and relays the outbox to the
+//! alerts topic.
+//!
+//! Key design choice: everything the evaluator decides is derived from committed rows plus its
+//! own committed state, and committed in one transaction with the progress that says which
+//! windows were judged. A leader that dies before its commit leaves nothing; its successor
+//! judges the same windows from the same state and reaches the same transitions with the same
+//! ids. A leader that dies after its commit leaves outbox rows that the successor's relay
+//! publishes. Consumers therefore see every transition at least once; `(alert_id, state)`
+//! identifies it.
+//!
+//! # Protocol
+//! - **Trigger**: `LISTEN perfstream_flush` (a statement trigger on `consumer_offsets`, which
+//!   every flush updates, notifies at commit) plus a timer (`alerts.interval`).
+//! - **Completeness**: a window is judged once every partition's `applied_watermark` of the
+//!   group in `consumer_offsets` has passed its end. Later corrections to a judged window do
+//!   not re-judge it.
+//! - **One leader per group**: a session-level advisory lock (`pg_try_advisory_lock` of
+//!   `perfstream-alerts/<group>`) on a dedicated connection that also carries every read and
+//!   write of the leader. Stand-bys retry every `alerts.lock_retry`; when the leader's process
+//!   dies its session ends, the lock is free, and a stand-by takes over.
+//! - **State**: `alert_state` (pending/firing phase per rule and key), `alert_progress` (last
+//!   judged window), both rebuilt into the engine on taking the lead; the trend and baseline
+//!   history is re-read from the rollups of the windows before the next one.
+//! - **Relay**: unsent `alert_outbox` rows in `seq` order, produced idempotently keyed by
+//!   `alert_id`, marked sent after the acknowledgement.
+//!
+//! # Layout
+//! `run.rs` (entry point [`run_evaluator`], leadership, loop), `evaluate.rs` (a round),
+//! `read.rs` (rollups, completeness, baselines), `write.rs` (state and the transaction),
+//! `relay.rs` (outbox to Kafka), `failpoint.rs` (test crash points), `error.rs`.
+//!
+//! # Does not
+//! Write rollups, or publish anything that is not in the outbox.
+
+mod error;
+mod evaluate;
+mod failpoint;
+mod read;
+mod relay;
+mod run;
+mod write;
+
+pub use error::EvalError;
+pub use evaluate::RoundStats;
+pub use perfstream_alerts::AlertSettings;
+pub use run::{FLUSH_CHANNEL, lock_name, run_evaluator};

@@ -1,0 +1,326 @@
+//! Reads: how far the committed rollups are complete, which windows to judge, their rows, and
+//! the regression baselines.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
+use perfstream_alerts::{
+    Latency, QueryRow, RequestRow, ResourceRow, Statistic, Window, WindowRows,
+};
+use sqlx::{AssertSqlSafe, PgConnection, Row};
+
+use crate::error::{EvalError, db};
+
+pub(crate) fn to_ts(us: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(us).unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+pub(crate) fn from_ts(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+/// The smallest `applied_watermark` over every partition of the group: windows ending at or
+/// before it are complete (every partition's flush has passed them). `None` while any
+/// partition has not flushed yet, or no partition is known.
+pub(crate) async fn complete_until(
+    conn: &mut PgConnection,
+    group: &str,
+) -> Result<Option<i64>, EvalError> {
+    let row = sqlx::query(
+        "SELECT min(applied_watermark), count(*), count(applied_watermark) \
+         FROM consumer_offsets WHERE group_id = $1",
+    )
+    .bind(group)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db("reading the watermarks"))?;
+    let (min, all, set): (Option<DateTime<Utc>>, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    Ok(if all > 0 && all == set {
+        min.map(from_ts)
+    } else {
+        None
+    })
+}
+
+/// The base tier's resolution label (the pipeline's window, e.g. `1m`): any rollup row that is
+/// not an `1h`/`1d` tier row.
+pub(crate) async fn base_resolution(conn: &mut PgConnection) -> Result<Option<String>, EvalError> {
+    let row = sqlx::query(
+        "SELECT resolution FROM (
+            (SELECT resolution FROM request_rollups WHERE resolution NOT IN ('1h', '1d') LIMIT 1)
+            UNION ALL (SELECT resolution FROM query_rollups WHERE resolution NOT IN ('1h', '1d') LIMIT 1)
+            UNION ALL (SELECT resolution FROM resource_rollups WHERE resolution NOT IN ('1h', '1d') LIMIT 1)
+         ) r LIMIT 1",
+    )
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db("finding the base resolution"))?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// The distinct windows with any row, starting at or after `from_us` and ending at or before
+/// `until_us`, oldest first, at most `limit`.
+pub(crate) async fn windows(
+    conn: &mut PgConnection,
+    res: &str,
+    from_us: i64,
+    until_us: i64,
+    limit: i64,
+) -> Result<Vec<Window>, EvalError> {
+    let rows = sqlx::query(
+        "SELECT DISTINCT window_start, window_end FROM (
+            SELECT window_start, window_end FROM request_rollups
+             WHERE resolution = $1 AND window_start >= $2 AND window_end <= $3
+            UNION SELECT window_start, window_end FROM query_rollups
+             WHERE resolution = $1 AND window_start >= $2 AND window_end <= $3
+            UNION SELECT window_start, window_end FROM resource_rollups
+             WHERE resolution = $1 AND window_start >= $2 AND window_end <= $3
+         ) w ORDER BY window_start LIMIT $4",
+    )
+    .bind(res)
+    .bind(to_ts(from_us))
+    .bind(to_ts(until_us))
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db("listing complete windows"))?;
+    Ok(rows
+        .iter()
+        .map(|r| Window {
+            start_us: from_ts(r.get(0)),
+            end_us: from_ts(r.get(1)),
+        })
+        .collect())
+}
+
+fn latency(r: &sqlx::postgres::PgRow) -> Latency {
+    Latency {
+        count: r.get("count"),
+        p50_us: r.get("p50_us"),
+        p90_us: r.get("p90_us"),
+        p95_us: r.get("p95_us"),
+        p99_us: r.get("p99_us"),
+        p999_us: r.get("p999_us"),
+        max_us: r.get("max_us"),
+    }
+}
+
+fn ppm(v: Option<f64>) -> Option<f64> {
+    v.map(|v| v / 1e6)
+}
+
+/// The rows of every kind of the windows starting in `[from_us, to_us)`, per window start.
+pub(crate) async fn rows(
+    conn: &mut PgConnection,
+    res: &str,
+    from_us: i64,
+    to_us: i64,
+) -> Result<BTreeMap<i64, WindowRows>, EvalError> {
+    let mut out: BTreeMap<i64, WindowRows> = BTreeMap::new();
+    let mut slot = |r: &sqlx::postgres::PgRow| -> i64 {
+        let w = Window {
+            start_us: from_ts(r.get("window_start")),
+            end_us: from_ts(r.get("window_end")),
+        };
+        out.entry(w.start_us)
+            .or_insert_with(|| WindowRows::empty(w));
+        w.start_us
+    };
+    let (from, to) = (to_ts(from_us), to_ts(to_us));
+    let q = sqlx::query(
+        "SELECT window_start, window_end, service, query_hash, query_type, count,
+                p50_us, p90_us, p95_us, p99_us, p999_us, max_us
+         FROM query_rollups WHERE resolution = $1 AND window_start >= $2 AND window_start < $3",
+    )
+    .bind(res)
+    .bind(from)
+    .bind(to)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db("reading query rollups"))?;
+    let mut queries = Vec::with_capacity(q.len());
+    for r in &q {
+        let k = slot(r);
+        queries.push((
+            k,
+            QueryRow {
+                service: r.get("service"),
+                query_hash: r.get("query_hash"),
+                query_type: r.get("query_type"),
+                latency: latency(r),
+                baseline_us: None,
+            },
+        ));
+    }
+    let q = sqlx::query(
+        "SELECT window_start, window_end, service, endpoint, method, count,
+                p50_us, p90_us, p95_us, p99_us, p999_us, max_us, status_5xx
+         FROM request_rollups WHERE resolution = $1 AND window_start >= $2 AND window_start < $3",
+    )
+    .bind(res)
+    .bind(from)
+    .bind(to)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db("reading request rollups"))?;
+    let mut requests = Vec::with_capacity(q.len());
+    for r in &q {
+        let k = slot(r);
+        requests.push((
+            k,
+            RequestRow {
+                service: r.get("service"),
+                endpoint: r.get("endpoint"),
+                method: r.get("method"),
+                latency: latency(r),
+                status_5xx: r.get("status_5xx"),
+                baseline_us: None,
+            },
+        ));
+    }
+    let q = sqlx::query(
+        "SELECT window_start, window_end, service, instance,
+                cpu_ppm_mean, memory_utilization_ppm_mean, memory_utilization_ppm_last,
+                pool_utilization_ppm_mean, pool_utilization_ppm_max, pool_waiters_max,
+                gc_pause_us_sum, gc_pause_us_samples, interval_us_sum, interval_us_samples,
+                cache_hits, cache_misses
+         FROM resource_rollups WHERE resolution = $1 AND window_start >= $2 AND window_start < $3",
+    )
+    .bind(res)
+    .bind(from)
+    .bind(to)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db("reading resource rollups"))?;
+    let mut resources = Vec::with_capacity(q.len());
+    for r in &q {
+        let k = slot(r);
+        let gc_samples: i64 = r.get("gc_pause_us_samples");
+        let interval_samples: i64 = r.get("interval_us_samples");
+        let interval_sum: i64 = r.get("interval_us_sum");
+        // The wall time of the samples that reported GC pauses.
+        let gc_interval = (gc_samples > 0 && interval_samples > 0)
+            .then(|| (interval_sum as f64 * gc_samples as f64 / interval_samples as f64) as i64);
+        resources.push((
+            k,
+            ResourceRow {
+                service: r.get("service"),
+                instance: r.get("instance"),
+                cpu_mean: ppm(r.get("cpu_ppm_mean")),
+                memory_utilization_mean: ppm(r.get("memory_utilization_ppm_mean")),
+                memory_utilization_last: ppm(r
+                    .get::<Option<i64>, _>("memory_utilization_ppm_last")
+                    .map(|v| v as f64)),
+                pool_utilization_mean: ppm(r.get("pool_utilization_ppm_mean")),
+                pool_utilization_max: ppm(r
+                    .get::<Option<i64>, _>("pool_utilization_ppm_max")
+                    .map(|v| v as f64)),
+                pool_waiters_max: r.get("pool_waiters_max"),
+                gc_pause_us_sum: (gc_samples > 0).then(|| r.get("gc_pause_us_sum")),
+                gc_interval_us_sum: gc_interval,
+                cache_hits: r.get("cache_hits"),
+                cache_misses: r.get("cache_misses"),
+            },
+        ));
+    }
+    for (k, q) in queries {
+        if let Some(w) = out.get_mut(&k) {
+            w.queries.push(q);
+        }
+    }
+    for (k, q) in requests {
+        if let Some(w) = out.get_mut(&k) {
+            w.requests.push(q);
+        }
+    }
+    for (k, q) in resources {
+        if let Some(w) = out.get_mut(&k) {
+            w.resources.push(q);
+        }
+    }
+    Ok(out)
+}
+
+fn column(s: Statistic) -> &'static str {
+    match s {
+        Statistic::P50 => "p50_us",
+        Statistic::P90 => "p90_us",
+        Statistic::P95 => "p95_us",
+        Statistic::P99 => "p99_us",
+        Statistic::P999 => "p999_us",
+        Statistic::Max => "max_us",
+    }
+}
+
+/// Regression baselines of `rows`' window: per series, the median of `statistic` in the same
+/// window of each of the previous `days` days (at least `min_days` of them), stored in
+/// `alert_baselines` and set on the rows.
+pub(crate) async fn baselines(
+    conn: &mut PgConnection,
+    res: &str,
+    rows: &mut WindowRows,
+    statistic: Statistic,
+    days: u32,
+    min_days: u32,
+) -> Result<(), EvalError> {
+    let w = rows.window.start_us;
+    let back: Vec<DateTime<Utc>> = (1..=i64::from(days))
+        .map(|d| to_ts(w - d * 86_400_000_000))
+        .collect();
+    let col = column(statistic);
+    let stat = col.trim_end_matches("_us");
+    for (kind, table, target, variant) in [
+        ("query", "query_rollups", "query_hash", "query_type"),
+        ("request", "request_rollups", "endpoint", "method"),
+    ] {
+        // Identifiers come from the closed lists above, never from input.
+        let sql = format!(
+            "WITH b AS (
+                SELECT service, {target} AS target, {variant} AS variant,
+                       percentile_cont(0.5) WITHIN GROUP (ORDER BY {col}) AS baseline, count(*) AS days
+                FROM {table} WHERE resolution = $1 AND window_start = ANY($2)
+                GROUP BY 1, 2, 3 HAVING count(*) >= $3
+             )
+             INSERT INTO alert_baselines (kind, service, target, variant, window_start, statistic, baseline_us, days)
+             SELECT '{kind}', service, target, variant, $4, $5, baseline, days FROM b
+             ON CONFLICT (kind, service, target, variant, window_start) DO UPDATE
+               SET statistic = EXCLUDED.statistic, baseline_us = EXCLUDED.baseline_us,
+                   days = EXCLUDED.days, computed_at = now()
+             RETURNING service, target, variant, baseline_us"
+        );
+        let found = sqlx::query(AssertSqlSafe(sql))
+            .bind(res)
+            .bind(&back)
+            .bind(i64::from(min_days))
+            .bind(to_ts(w))
+            .bind(stat)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db("computing regression baselines"))?;
+        if found.is_empty() {
+            continue;
+        }
+        let map: HashMap<(String, String, String), f64> = found
+            .iter()
+            .map(|r| ((r.get(0), r.get(1), r.get(2)), r.get(3)))
+            .collect();
+        if kind == "query" {
+            for q in &mut rows.queries {
+                q.baseline_us = map
+                    .get(&(
+                        q.service.clone(),
+                        q.query_hash.clone(),
+                        q.query_type.clone(),
+                    ))
+                    .copied();
+            }
+        } else {
+            for e in &mut rows.requests {
+                e.baseline_us = map
+                    .get(&(e.service.clone(), e.endpoint.clone(), e.method.clone()))
+                    .copied();
+            }
+        }
+    }
+    Ok(())
+}
