@@ -1,0 +1,373 @@
+//! The evaluator against a real Postgres (a fresh database per test, `#[sqlx::test]`) and a
+//! real Kafka-protocol broker (librdkafka's mock cluster over TCP): rollup rows and pipeline
+//! progress are written with SQL as the pipeline would; alerts are read back from the tables
+//! and from the topic. Every wait polls a condition with a deadline.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use perfstream_evaluator::{AlertSettings, run_evaluator};
+use perfstream_events::{AlertEvent, AlertState};
+use perfstream_kafka::{DevBroker, KafkaSettings, Topics};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use sqlx::{PgPool, Row};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+const MIN_US: i64 = 60_000_000;
+/// 2026-01-01T00:00:00Z.
+const T0: i64 = 1_767_225_600_000_000;
+const GROUP: &str = "g1";
+
+fn ts(us: i64) -> f64 {
+    us as f64 / 1e6
+}
+
+/// A query rollup row of window `i` with the given p99.
+async fn query_row(pool: &PgPool, i: i64, hash: &str, p99_ms: i64) {
+    sqlx::query(
+        "INSERT INTO query_rollups (resolution, window_start, window_end, service, query_hash, query_type,
+            count, sum_us, min_us, max_us, p50_us, p90_us, p95_us, p99_us, p999_us, hist, rows_sum, rows_max)
+         VALUES ('1m', to_timestamp($1), to_timestamp($2), 'billing', $3, 'select',
+            20, 20000, 100, $4, 1000, 2000, 3000, $4, $4, '\\x00'::bytea, 0, 0)",
+    )
+    .bind(ts(T0 + i * MIN_US))
+    .bind(ts(T0 + (i + 1) * MIN_US))
+    .bind(hash)
+    .bind(p99_ms * 1000)
+    .execute(pool)
+    .await
+    .expect("insert query row");
+}
+
+/// Pipeline progress: every partition (two, to check the minimum is used) past `watermark`.
+async fn watermark(pool: &PgPool, p0_us: i64, p1_us: i64) {
+    for (p, w) in [(0, p0_us), (1, p1_us)] {
+        sqlx::query(
+            "INSERT INTO consumer_offsets (group_id, topic, partition, resume_offset, applied_through_offset,
+                applied_watermark, owner, generation)
+             VALUES ($1, 'perf.query', $2, 0, 0, to_timestamp($3), 'w', 1)
+             ON CONFLICT (group_id, topic, partition) DO UPDATE SET applied_watermark = EXCLUDED.applied_watermark",
+        )
+        .bind(GROUP)
+        .bind(p)
+        .bind(ts(w))
+        .execute(pool)
+        .await
+        .expect("progress");
+    }
+}
+
+fn settings() -> AlertSettings {
+    AlertSettings {
+        interval: Duration::from_millis(200),
+        lock_retry: Duration::from_millis(100),
+        start_lookback: Duration::from_secs(24 * 3600),
+        ..AlertSettings::default()
+    }
+}
+
+struct Running {
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), perfstream_evaluator::EvalError>>,
+}
+
+impl Running {
+    fn start(pool: &PgPool, kafka: &KafkaSettings) -> Running {
+        let (tx, rx) = oneshot::channel::<()>();
+        let (pool, kafka) = (pool.clone(), kafka.clone());
+        let task = tokio::spawn(async move {
+            run_evaluator(settings(), pool, &kafka, async {
+                let _ = rx.await;
+            })
+            .await
+        });
+        Running {
+            stop: Some(tx),
+            task,
+        }
+    }
+
+    /// Graceful shutdown.
+    async fn stop(mut self) {
+        let _ = self.stop.take().map(|s| s.send(()));
+        self.task.await.expect("join").expect("evaluator result");
+    }
+
+    /// A crash: the task is dropped wherever it is, its connections close without a commit.
+    async fn crash(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+fn kafka(broker: &DevBroker) -> KafkaSettings {
+    KafkaSettings {
+        bootstrap_servers: broker.bootstrap_servers(),
+        group_id: GROUP.into(),
+        ..KafkaSettings::default()
+    }
+}
+
+/// Polls `f` every 50 ms until it returns `Some`, panicking after 30 s.
+async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// (alert_id, state, rule, window start) of every recorded transition, in window order.
+async fn transitions(pool: &PgPool) -> Vec<(String, String, String, i64)> {
+    sqlx::query(
+        "SELECT alert_id, state, rule, (extract(epoch from window_start) * 1e6)::bigint FROM alerts
+         ORDER BY window_start, state",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("alerts")
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+    .collect()
+}
+
+async fn unsent(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM alert_outbox WHERE sent_at IS NULL")
+        .fetch_one(pool)
+        .await
+        .expect("outbox")
+}
+
+/// Every message on the alerts topic, decoded, until `n` arrived (or 30 s passed).
+fn read_topic(bootstrap: &str, n: usize) -> Vec<(String, AlertEvent)> {
+    let c: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("perf.alerts", 0, Offset::Beginning)
+        .expect("tpl");
+    c.assign(&tpl).expect("assign");
+    drop(tpl);
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while out.len() < n && Instant::now() < deadline {
+        if let Some(m) = c.poll(Duration::from_millis(200)) {
+            let m = m.expect("consume");
+            let key = String::from_utf8(m.key().unwrap_or_default().to_vec()).expect("utf8 key");
+            let e = perfstream_events::decode_alert(m.payload().unwrap_or_default())
+                .expect("alert decodes");
+            out.push((key, e));
+        }
+    }
+    out
+}
+
+async fn leaders(pool: &PgPool) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted
+           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("pg_locks")
+}
+
+/// Slow query episode on `h1` in windows 3..6 (p99 2 s), healthy elsewhere; `h2` always fine.
+async fn episode_rows(pool: &PgPool, windows: std::ops::Range<i64>) {
+    for i in windows {
+        query_row(pool, i, "h1", if (3..6).contains(&i) { 2000 } else { 50 }).await;
+        query_row(pool, i, "h2", 80).await;
+    }
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn judges_complete_windows_and_relays_in_order(pool: PgPool) {
+    let broker = DevBroker::start(1, 1, &Topics::default()).expect("broker");
+    let k = kafka(&broker);
+    episode_rows(&pool, 0..10).await;
+    // One partition is behind: only windows ending by its watermark (0..4) are complete.
+    watermark(&pool, T0 + 10 * MIN_US, T0 + 4 * MIN_US + 5).await;
+    let ev = Running::start(&pool, &k);
+    let t = eventually("the firing transition", || async {
+        let t = transitions(&pool).await;
+        (!t.is_empty()).then_some(t)
+    })
+    .await;
+    assert_eq!(t.len(), 1, "{t:?}");
+    assert_eq!(
+        (t[0].1.as_str(), t[0].2.as_str(), t[0].3),
+        ("firing", "slow_query", T0 + 3 * MIN_US)
+    );
+    let progress: i64 = sqlx::query_scalar(
+        "SELECT (extract(epoch from last_window_end) * 1e6)::bigint FROM alert_progress WHERE group_id = $1",
+    )
+    .bind(GROUP)
+    .fetch_one(&pool)
+    .await
+    .expect("progress");
+    assert_eq!(progress, T0 + 4 * MIN_US, "window 4 is not complete yet");
+
+    // The lagging partition catches up (a flush: the trigger notifies the evaluator).
+    watermark(&pool, T0 + 10 * MIN_US, T0 + 10 * MIN_US).await;
+    let t = eventually("the resolved transition", || async {
+        let t = transitions(&pool).await;
+        (t.len() == 2).then_some(t)
+    })
+    .await;
+    assert_eq!((t[1].1.as_str(), t[1].3), ("resolved", T0 + 6 * MIN_US));
+    assert_eq!(t[0].0, t[1].0, "one id per episode");
+    eventually("the outbox to drain", || async {
+        (unsent(&pool).await == 0).then_some(())
+    })
+    .await;
+    ev.stop().await;
+
+    let got = read_topic(&broker.bootstrap_servers(), 2);
+    let states: Vec<(&str, AlertState)> = got.iter().map(|(k, e)| (k.as_str(), e.state)).collect();
+    assert_eq!(
+        states,
+        [
+            (t[0].0.as_str(), AlertState::Firing),
+            (t[0].0.as_str(), AlertState::Resolved)
+        ]
+    );
+    let e = &got[0].1;
+    assert_eq!(
+        (
+            e.rule.as_str(),
+            e.service.as_str(),
+            e.threshold,
+            e.clear_threshold
+        ),
+        ("slow_query", "billing", 1000.0, 800.0)
+    );
+    assert_eq!(e.labels.get("query_hash").map(String::as_str), Some("h1"));
+    assert_eq!(e.observed_value, 2000.0);
+    assert_eq!(
+        (e.window_start_us, e.window_end_us),
+        (T0 + 3 * MIN_US, T0 + 4 * MIN_US)
+    );
+    assert!(e.message.contains("p99 2000.0 ms"), "{}", e.message);
+    let state: i64 = sqlx::query_scalar("SELECT count(*) FROM alert_state")
+        .fetch_one(&pool)
+        .await
+        .expect("state");
+    assert_eq!(state, 0, "nothing left pending or firing");
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn a_stand_by_takes_over_when_the_leader_dies(pool: PgPool) {
+    let broker = DevBroker::start(1, 1, &Topics::default()).expect("broker");
+    let k = kafka(&broker);
+    episode_rows(&pool, 0..10).await;
+    watermark(&pool, T0 + 5 * MIN_US, T0 + 5 * MIN_US).await;
+    let a = Running::start(&pool, &k);
+    eventually("a leader", || async {
+        (leaders(&pool).await == 1).then_some(())
+    })
+    .await;
+    let b = Running::start(&pool, &k);
+    eventually("the firing transition", || async {
+        (transitions(&pool).await.len() == 1).then_some(())
+    })
+    .await;
+    assert_eq!(leaders(&pool).await, 1, "exactly one leader while both run");
+    a.crash().await;
+    // The stand-by leads once the dead leader's session is gone, and judges the rest.
+    watermark(&pool, T0 + 10 * MIN_US, T0 + 10 * MIN_US).await;
+    let t = eventually("the resolved transition from the new leader", || async {
+        let t = transitions(&pool).await;
+        (t.len() == 2).then_some(t)
+    })
+    .await;
+    assert_eq!(t[0].0, t[1].0);
+    assert_eq!(t[1].1, "resolved");
+    eventually("the outbox to drain", || async {
+        (unsent(&pool).await == 0).then_some(())
+    })
+    .await;
+    b.stop().await;
+    let got = read_topic(&broker.bootstrap_servers(), 2);
+    let mut seen: BTreeMap<(String, AlertState), usize> = BTreeMap::new();
+    for (_, e) in &got {
+        *seen.entry((e.alert_id.clone(), e.state)).or_default() += 1;
+    }
+    assert_eq!(seen.len(), 2, "exactly the two transitions: {got:?}");
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn a_restart_rebuilds_state_without_refiring(pool: PgPool) {
+    let broker = DevBroker::start(1, 1, &Topics::default()).expect("broker");
+    let k = kafka(&broker);
+    episode_rows(&pool, 0..10).await;
+    watermark(&pool, T0 + 5 * MIN_US, T0 + 5 * MIN_US).await;
+    let a = Running::start(&pool, &k);
+    eventually("the firing transition", || async {
+        (transitions(&pool).await.len() == 1).then_some(())
+    })
+    .await;
+    eventually("progress to window 5", || async {
+        let end: Option<i64> = sqlx::query_scalar(
+            "SELECT (extract(epoch from last_window_end) * 1e6)::bigint FROM alert_progress",
+        )
+        .fetch_optional(&pool)
+        .await
+        .expect("progress");
+        (end == Some(T0 + 5 * MIN_US)).then_some(())
+    })
+    .await;
+    a.stop().await;
+    let stored: Vec<(String, String)> = sqlx::query("SELECT rule, phase FROM alert_state")
+        .fetch_all(&pool)
+        .await
+        .expect("state")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(stored, [("slow_query".to_string(), "firing".to_string())]);
+    // Window 5 still breaches: a fresh process must not fire again; window 6 resolves it.
+    watermark(&pool, T0 + 10 * MIN_US, T0 + 10 * MIN_US).await;
+    let b = Running::start(&pool, &k);
+    let t = eventually("the resolved transition", || async {
+        let t = transitions(&pool).await;
+        (t.len() == 2).then_some(t)
+    })
+    .await;
+    assert_eq!((t[0].1.as_str(), t[1].1.as_str()), ("firing", "resolved"));
+    assert_eq!(t[0].0, t[1].0);
+    eventually("the outbox to drain", || async {
+        (unsent(&pool).await == 0).then_some(())
+    })
+    .await;
+    b.stop().await;
+    assert_eq!(read_topic(&broker.bootstrap_servers(), 2).len(), 2);
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn a_flush_notifies_the_evaluator(pool: PgPool) {
+    let mut listener = sqlx::postgres::PgListener::connect_with(&pool)
+        .await
+        .expect("listener");
+    listener
+        .listen(perfstream_evaluator::FLUSH_CHANNEL)
+        .await
+        .expect("listen");
+    watermark(&pool, T0, T0).await;
+    let n = tokio::time::timeout(Duration::from_secs(10), listener.recv())
+        .await
+        .expect("notified")
+        .expect("recv");
+    assert_eq!(n.channel(), "perfstream_flush");
+}
