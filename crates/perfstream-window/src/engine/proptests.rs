@@ -128,6 +128,7 @@ proptest! {
         let outcomes = record_all(&mut e, &events, usize::MAX, &mut stored);
         prop_assert!(outcomes.iter().all(|o| *o == RecordOutcome::Aggregated));
         stored.add_flush(&drain(&mut e));
+        prop_assert_eq!(e.live_series(), 0);
 
         // Oracle: raw latencies per (window, kind, service, key).
         let mut oracle = BTreeMap::<(i64, u8, String, String), Vec<i64>>::new();
@@ -177,6 +178,43 @@ proptest! {
             seen += 1;
         }
         prop_assert_eq!(seen, oracle.len(), "one row per non-empty (window, key)");
+    }
+
+    /// Whatever the series cap, per window, kind and service the counts and sums are exact; only
+    /// the split between keys and the overflow series changes.
+    #[test]
+    fn totals_stay_exact_under_the_series_cap(
+        events in prop::collection::vec(gen_event(40 * S), 1..300),
+        cap in 1..12_usize,
+    ) {
+        let mut e = engine(WindowConfig { max_series: cap, ..config(2) });
+        assign_both(&mut e);
+        let mut stored = Stored::default();
+        record_all(&mut e, &events, 17, &mut stored);
+        let last = drain(&mut e);
+        stored.add_flush(&last);
+        let mut want = BTreeMap::<(i64, u8, String), (u64, i64)>::new();
+        for g in &events {
+            let (start, _) = crate::window_of(T0 + g.dt, 10 * S);
+            let service = ["checkout", "search"][g.service as usize].to_string();
+            let t = want.entry((start, g.kind, service)).or_default();
+            *t = (t.0 + 1, t.1 + if g.kind == 2 { 0 } else { g.latency });
+        }
+        let mut got = BTreeMap::<(i64, u8, String), (u64, i64)>::new();
+        let mut add = |start: i64, kind: u8, service: &str, n: u64, sum: i64| {
+            let t = got.entry((start, kind, service.to_string())).or_default();
+            *t = (t.0 + n, t.1 + sum);
+        };
+        for ((start, k), f) in &stored.query {
+            add(*start, 0, &k.service, f.latency.count, f.latency.sum_us);
+        }
+        for ((start, k), f) in &stored.request {
+            add(*start, 1, &k.service, f.latency.count, f.latency.sum_us);
+        }
+        for ((start, k), f) in &stored.resource {
+            add(*start, 2, &k.service, f.samples, 0);
+        }
+        prop_assert_eq!(got, want);
     }
 
     /// Any arrival order in which no event is older than the allowed lateness behind the newest
@@ -261,6 +299,7 @@ proptest! {
             }
         }
         got.add_flush(&drain(&mut e));
+        prop_assert_eq!(e.live_series(), 0, "series accounting survives revoke and replay");
         prop_assert_eq!(got, expected);
     }
 }
