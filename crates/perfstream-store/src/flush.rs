@@ -233,7 +233,7 @@ where
     Ok(by_id.into_values().collect())
 }
 
-/// One catalog row per hash: smallest text, first and last seen.
+/// One catalog row per hash: smallest text, first and last seen (last_seen to within an hour).
 async fn upsert_catalog(conn: &mut PgConnection, rows: &[QueryRollup]) -> Result<(), StoreError> {
     if rows.is_empty() {
         return Ok(());
@@ -265,28 +265,43 @@ async fn upsert_catalog(conn: &mut PgConnection, rows: &[QueryRollup]) -> Result
     let texts: Vec<Option<&str>> = by_hash.values().map(|e| e.text).collect();
     let firsts: Vec<_> = by_hash.values().map(|e| to_ts(e.first)).collect();
     let lasts: Vec<_> = by_hash.values().map(|e| to_ts(e.last)).collect();
+    // New hashes first; existing rows are left alone (and unlocked) unless this flush moves
+    // first_seen earlier, brings a smaller text, or moves last_seen on by more than an hour:
+    // every flush sees most of its hashes again, and rewriting (and locking) their catalog
+    // rows each time would serialize concurrent writers for nothing.
     sqlx::query(
         "INSERT INTO query_catalog (query_hash, query_type, normalized_text, first_seen, last_seen) \
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[]) \
-         ON CONFLICT (query_hash) DO UPDATE SET \
-             query_type = EXCLUDED.query_type, \
-             normalized_text = LEAST(query_catalog.normalized_text COLLATE \"C\", \
-                                     EXCLUDED.normalized_text COLLATE \"C\"), \
-             first_seen = LEAST(query_catalog.first_seen, EXCLUDED.first_seen), \
-             last_seen = GREATEST(query_catalog.last_seen, EXCLUDED.last_seen) \
-         WHERE query_catalog.first_seen > EXCLUDED.first_seen \
-            OR query_catalog.last_seen < EXCLUDED.last_seen \
-            OR query_catalog.normalized_text IS DISTINCT FROM \
-               LEAST(query_catalog.normalized_text COLLATE \"C\", EXCLUDED.normalized_text COLLATE \"C\")",
+         ON CONFLICT (query_hash) DO NOTHING",
     )
-    .bind(hashes)
-    .bind(types)
-    .bind(texts)
-    .bind(firsts)
-    .bind(lasts)
+    .bind(&hashes)
+    .bind(&types)
+    .bind(&texts)
+    .bind(&firsts)
+    .bind(&lasts)
     .execute(&mut *conn)
     .await
-    .map_err(StoreError::db("upserting the query catalog"))?;
+    .map_err(StoreError::db("inserting into the query catalog"))?;
+    sqlx::query(
+        "UPDATE query_catalog AS c SET \
+             normalized_text = LEAST(c.normalized_text, u.normalized_text COLLATE \"C\"), \
+             first_seen = LEAST(c.first_seen, u.first_seen), \
+             last_seen = GREATEST(c.last_seen, u.last_seen) \
+         FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[]) \
+             AS u(query_hash, normalized_text, first_seen, last_seen) \
+         WHERE c.query_hash = u.query_hash \
+           AND (u.first_seen < c.first_seen \
+                OR u.last_seen > c.last_seen + interval '1 hour' \
+                OR u.normalized_text COLLATE \"C\" < c.normalized_text \
+                OR (c.normalized_text IS NULL AND u.normalized_text IS NOT NULL))",
+    )
+    .bind(&hashes)
+    .bind(&texts)
+    .bind(&firsts)
+    .bind(&lasts)
+    .execute(&mut *conn)
+    .await
+    .map_err(StoreError::db("updating the query catalog"))?;
     Ok(())
 }
 

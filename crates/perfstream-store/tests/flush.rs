@@ -490,3 +490,69 @@ async fn windows_that_cannot_roll_up_into_hours_are_refused(pool: PgPool) {
         .unwrap();
     assert_eq!(res, "30s");
 }
+
+/// The catalog keeps the smallest text and the first window, and refreshes last_seen when it
+/// moves on by more than an hour (not on every flush).
+#[sqlx::test(migrations = "../../migrations")]
+async fn query_catalog_tracks_text_and_first_and_last_seen(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    let claim = store.claim_partition(GROUP, TOPIC, 0, "p1").await.unwrap();
+    let write = |ws: i64, text: Option<&str>| {
+        let mut r = query(ws, "api", "h1", &[5], 1);
+        r.figures.query_text = text.map(str::to_owned);
+        flush(
+            "p1",
+            Rollups {
+                query: vec![r],
+                ..Rollups::default()
+            },
+            vec![progress(&claim, 0, 1, T0)],
+        )
+    };
+    let read = || async {
+        sqlx::query_as::<_, (Option<String>, f64, f64)>(
+            "SELECT normalized_text, extract(epoch FROM first_seen)::float8, extract(epoch FROM last_seen)::float8 \
+             FROM query_catalog WHERE query_hash = 'h1'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    let secs = |us: i64| (us / 1_000_000) as f64;
+    store.write_flush(&write(T0, None)).await.unwrap();
+    assert_eq!(read().await, (None, secs(T0), secs(T0 + MIN_US)));
+    store
+        .write_flush(&write(T0 + MIN_US, Some("SELECT b")))
+        .await
+        .unwrap();
+    // An update for another reason (a text) refreshes last_seen too.
+    assert_eq!(
+        read().await,
+        (Some("SELECT b".into()), secs(T0), secs(T0 + 2 * MIN_US))
+    );
+    store
+        .write_flush(&write(T0 + 2 * MIN_US, Some("SELECT a")))
+        .await
+        .unwrap();
+    store
+        .write_flush(&write(T0 + 3 * MIN_US, Some("SELECT c")))
+        .await
+        .unwrap();
+    assert_eq!(
+        read().await,
+        (Some("SELECT a".into()), secs(T0), secs(T0 + 3 * MIN_US))
+    );
+    store
+        .write_flush(&write(T0 + 2 * HOUR_US, None))
+        .await
+        .unwrap();
+    store.write_flush(&write(T0 - HOUR_US, None)).await.unwrap();
+    assert_eq!(
+        read().await,
+        (
+            Some("SELECT a".into()),
+            secs(T0 - HOUR_US),
+            secs(T0 + 2 * HOUR_US + MIN_US)
+        )
+    );
+}
