@@ -8,7 +8,7 @@
 //! of schemas in the registry.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 
 use apache_avro::Schema;
 use apache_avro::reader::datum::GenericDatumReader;
@@ -125,7 +125,7 @@ pub(crate) struct Resolver {
     /// Our own schema versions, by id (used when the fast path is off).
     own: HashMap<u32, Arc<Writer>>,
     /// Registry schemas by id; permanent failures too (bounded, see `MAX_CACHED_FAILURES`).
-    cache: Mutex<Cache>,
+    cache: RwLock<Cache>,
 }
 
 #[derive(Default)]
@@ -151,7 +151,7 @@ impl Resolver {
             limits,
             fast_path,
             own,
-            cache: Mutex::new(Cache::default()),
+            cache: RwLock::new(Cache::default()),
         }
     }
 
@@ -164,7 +164,7 @@ impl Resolver {
             return Err(DecodeError::UnknownSchema { id });
         };
         {
-            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
             if let Some(w) = cache.found.get(&id) {
                 return Ok(w.clone());
             }
@@ -174,7 +174,7 @@ impl Resolver {
         }
         // Fetched without holding the lock: two threads may fetch the same id once each.
         let result = fetch(registry, id);
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
         match result {
             Ok(w) => {
                 let w = cache.found.entry(id).or_insert_with(|| Arc::new(w)).clone();
