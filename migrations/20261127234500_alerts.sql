@@ -41,6 +41,8 @@ CREATE TABLE alert_state (
     since         timestamptz NOT NULL,
     -- Pending: consecutive breaching windows. Firing: consecutive clear windows.
     window_count  integer NOT NULL,
+    -- Consecutive windows without data (no row, or too few events to judge).
+    missing_windows integer NOT NULL DEFAULT 0,
     updated_at    timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (group_id, rule, alert_key),
     CHECK ((phase = 'firing') = (alert_id IS NOT NULL))

@@ -13,8 +13,10 @@ use crate::rule::{Rule, RuleId};
 pub struct Observation {
     /// The fire condition holds.
     pub breach: bool,
-    /// The clear condition holds (past the clear threshold, or no data).
+    /// The clear condition holds (past the clear threshold).
     pub clear: bool,
+    /// No row, or too few events to judge: neither breach nor clear.
+    pub no_data: bool,
     /// The figure compared, in the rule's unit.
     pub value: f64,
     /// Figures for the message.
@@ -22,12 +24,14 @@ pub struct Observation {
 }
 
 impl Observation {
-    /// No row, or too few events to judge: never breaching, always clear, so an alert on a
-    /// series that stops reporting resolves instead of firing forever.
+    /// No row, or too few events to judge. A gap of a window or two (samples moved to other
+    /// windows by their event time) changes nothing; a series silent for more than the rule's
+    /// `no_data_windows` resolves (or drops its pending state) instead of firing forever.
     pub fn absent() -> Observation {
         Observation {
             breach: false,
-            clear: true,
+            clear: false,
+            no_data: true,
             value: 0.0,
             detail: Detail::NoData,
         }
@@ -57,14 +61,21 @@ pub enum Detail {
 /// Where a (rule, key) stands between windows. Inactive keys have no state.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Phase {
-    /// Breaching for `count` consecutive windows, the first starting at `since_us`.
-    Pending { count: u32, since_us: i64 },
+    /// Breaching for `count` consecutive windows with data, the first starting at `since_us`;
+    /// `missing` consecutive windows without data since the last one with data.
+    Pending {
+        count: u32,
+        since_us: i64,
+        missing: u32,
+    },
     /// Firing since the window starting at `since_us`; `clear_count` consecutive clear windows
-    /// seen (resolves when it exceeds `keep_firing_for`).
+    /// seen (resolves when it exceeds `keep_firing_for`), `missing` consecutive windows without
+    /// data (resolves when it exceeds `no_data_windows`).
     Firing {
         alert_id: String,
         since_us: i64,
         clear_count: u32,
+        missing: u32,
     },
 }
 
@@ -83,11 +94,54 @@ pub fn step(
     window: Window,
     alert_id: impl FnOnce() -> String,
 ) -> (Option<Phase>, Option<Edge>) {
+    if obs.no_data {
+        return match phase {
+            None => (None, None),
+            Some(Phase::Pending {
+                count,
+                since_us,
+                missing,
+            }) => {
+                if missing + 1 > rule.no_data_windows {
+                    (None, None)
+                } else {
+                    (
+                        Some(Phase::Pending {
+                            count: *count,
+                            since_us: *since_us,
+                            missing: missing + 1,
+                        }),
+                        None,
+                    )
+                }
+            }
+            Some(Phase::Firing {
+                alert_id,
+                since_us,
+                clear_count,
+                missing,
+            }) => {
+                if missing + 1 > rule.no_data_windows {
+                    (None, Some(Edge::Resolved(alert_id.clone())))
+                } else {
+                    let p = Phase::Firing {
+                        alert_id: alert_id.clone(),
+                        since_us: *since_us,
+                        clear_count: *clear_count,
+                        missing: missing + 1,
+                    };
+                    (Some(p), None)
+                }
+            }
+        };
+    }
     match phase {
         None | Some(Phase::Pending { .. }) if !obs.breach => (None, None),
         None | Some(Phase::Pending { .. }) => {
             let (count, since_us) = match phase {
-                Some(Phase::Pending { count, since_us }) => (count + 1, *since_us),
+                Some(Phase::Pending {
+                    count, since_us, ..
+                }) => (count + 1, *since_us),
                 _ => (1, window.start_us),
             };
             if count >= rule.for_windows {
@@ -96,34 +150,35 @@ pub fn step(
                     alert_id: id.clone(),
                     since_us: window.start_us,
                     clear_count: 0,
+                    missing: 0,
                 };
                 (Some(p), Some(Edge::Fired(id)))
             } else {
-                (Some(Phase::Pending { count, since_us }), None)
+                (
+                    Some(Phase::Pending {
+                        count,
+                        since_us,
+                        missing: 0,
+                    }),
+                    None,
+                )
             }
         }
         Some(Phase::Firing {
             alert_id,
             since_us,
             clear_count,
+            ..
         }) => {
-            if obs.clear {
-                let c = clear_count + 1;
-                if c > rule.keep_firing_for {
-                    (None, Some(Edge::Resolved(alert_id.clone())))
-                } else {
-                    let p = Phase::Firing {
-                        alert_id: alert_id.clone(),
-                        since_us: *since_us,
-                        clear_count: c,
-                    };
-                    (Some(p), None)
-                }
+            let c = if obs.clear { clear_count + 1 } else { 0 };
+            if c > rule.keep_firing_for {
+                (None, Some(Edge::Resolved(alert_id.clone())))
             } else {
                 let p = Phase::Firing {
                     alert_id: alert_id.clone(),
                     since_us: *since_us,
-                    clear_count: 0,
+                    clear_count: c,
+                    missing: 0,
                 };
                 (Some(p), None)
             }
@@ -168,6 +223,7 @@ mod tests {
         Observation {
             breach,
             clear,
+            no_data: false,
             value: 1.0,
             detail: Detail::None,
         }

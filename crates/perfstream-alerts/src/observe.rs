@@ -12,6 +12,7 @@ fn above(rule: &Rule, value: f64) -> Observation {
     Observation {
         breach: value > rule.threshold,
         clear: value <= rule.clear_threshold,
+        no_data: false,
         value,
         detail: Detail::None,
     }
@@ -85,6 +86,7 @@ pub fn pool_exhaustion(rule: &Rule, r: &ResourceRow) -> Observation {
     Observation {
         breach: full && w > rule.threshold,
         clear: w <= rule.clear_threshold,
+        no_data: false,
         value: w,
         detail: Detail::None,
     }
@@ -119,6 +121,7 @@ pub fn cache_hit_ratio(
     Observation {
         breach: v < rule.threshold || rel_breach,
         clear: v >= rule.clear_threshold && rel_clear,
+        no_data: false,
         value: v,
         detail: baseline.map_or(Detail::None, |baseline| Detail::Baseline { baseline }),
     }
@@ -150,6 +153,7 @@ fn trend(rule: &Rule, f: &Fit, extra_fire: bool) -> Observation {
             && f.tau >= rule.min_tau
             && extra_fire,
         clear: f.rise <= rule.clear_threshold || f.r2 < rule.clear_r2,
+        no_data: false,
         value: f.rise,
         detail: trend_detail(f),
     }

@@ -73,6 +73,7 @@ impl RuleId {
             clear_threshold: 0.0,
             for_windows: 1,
             keep_firing_for: 0,
+            no_data_windows: 3,
             labels: BTreeMap::new(),
             statistic: Statistic::P99,
             min_count: 1,
@@ -142,8 +143,9 @@ impl RuleId {
                 ..base
             },
             Self::ConnectionLeak => Rule {
-                threshold: 0.2,
-                clear_threshold: 0.05,
+                threshold: 0.1,
+                clear_threshold: 0.03,
+                windows: 20,
                 ..base
             },
             Self::MemoryLeak => Rule {
@@ -185,6 +187,7 @@ pub struct Rule {
     pub clear_threshold: f64,
     pub for_windows: u32,
     pub keep_firing_for: u32,
+    pub no_data_windows: u32,
     pub labels: BTreeMap<String, String>,
     pub statistic: Statistic,
     pub min_count: u64,
@@ -212,6 +215,7 @@ impl Rule {
             clear_threshold,
             for_windows,
             keep_firing_for,
+            no_data_windows,
             labels,
             statistic,
             min_count,

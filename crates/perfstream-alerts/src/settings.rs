@@ -76,7 +76,7 @@ pub struct Rules {
     /// Cache hit ratio under `threshold` (0.8), or `relative_drop` (0.3) under its median of the
     /// previous `windows` windows.
     pub cache_hit_ratio: RulePatch,
-    /// Pool utilisation rising by more than `threshold` (0.2) over `windows` windows while the
+    /// Pool utilisation rising by more than `threshold` (0.1) over `windows` (20) windows while the
     /// service's request rate is flat or falling.
     pub connection_leak: RulePatch,
     /// Memory utilisation rising by more than `threshold` (0.05) over `windows` windows, a good
@@ -154,6 +154,9 @@ pub struct RulePatch {
     pub for_windows: Option<u32>,
     /// Clear windows an alert stays firing before it resolves.
     pub keep_firing_for: Option<u32>,
+    /// Windows without data (no row, or under `min_count`) a firing or pending key survives;
+    /// one more resolves it (or drops the pending state).
+    pub no_data_windows: Option<u32>,
     /// Extra labels put on the rule's alerts (e.g. `team = "payments"`).
     pub labels: Option<BTreeMap<String, String>>,
     /// Latency rules: the figure compared.

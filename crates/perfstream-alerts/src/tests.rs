@@ -166,16 +166,18 @@ fn keep_firing_for_holds_a_cleared_alert() {
 #[test]
 fn a_series_that_stops_reporting_resolves() {
     let mut e = engine();
-    let got = run(&mut e, 0..4, |i, r| {
-        if i < 2 {
+    let got = run(&mut e, 0..9, |i, r| {
+        if i < 2 || i == 3 {
             r.queries.push(query("a", 5000.0));
         }
     });
+    // A one-window gap (2) changes nothing; silence from window 4 on resolves after the
+    // default 3 windows without data.
     assert_eq!(
         got,
         vec![
             (0, "slow_query".into(), AlertState::Firing),
-            (2, "slow_query".into(), AlertState::Resolved)
+            (7, "slow_query".into(), AlertState::Resolved)
         ]
     );
 }

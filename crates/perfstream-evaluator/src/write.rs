@@ -33,7 +33,7 @@ pub(crate) async fn load_state(
     group: &str,
 ) -> Result<Vec<StateRow>, EvalError> {
     let rows = sqlx::query(
-        "SELECT rule, alert_key, labels::text, phase, alert_id, since, window_count
+        "SELECT rule, alert_key, labels::text, phase, alert_id, since, window_count, missing_windows
          FROM alert_state WHERE group_id = $1",
     )
     .bind(group)
@@ -53,15 +53,22 @@ pub(crate) async fn load_state(
             .map_err(|e| bad(&format!("labels: {e}")))?;
         let since_us = from_ts(r.get(5));
         let count = u32::try_from(r.get::<i32, _>(6)).map_err(|_| bad("negative window_count"))?;
+        let missing =
+            u32::try_from(r.get::<i32, _>(7)).map_err(|_| bad("negative missing_windows"))?;
         let phase = match (
             r.get::<String, _>(3).as_str(),
             r.get::<Option<String>, _>(4),
         ) {
-            ("pending", _) => Phase::Pending { count, since_us },
+            ("pending", _) => Phase::Pending {
+                count,
+                since_us,
+                missing,
+            },
             ("firing", Some(alert_id)) => Phase::Firing {
                 alert_id,
                 since_us,
                 clear_count: count,
+                missing,
             },
             _ => return Err(bad("phase")),
         };
@@ -150,20 +157,33 @@ pub(crate) async fn commit(
                 .map_err(db("clearing alert state"))?;
             }
             Some(p) => {
-                let (phase, alert_id, since_us, count) = match p {
-                    Phase::Pending { count, since_us } => ("pending", None, *since_us, *count),
+                let (phase, alert_id, since_us, count, missing) = match p {
+                    Phase::Pending {
+                        count,
+                        since_us,
+                        missing,
+                    } => ("pending", None, *since_us, *count, *missing),
                     Phase::Firing {
                         alert_id,
                         since_us,
                         clear_count,
-                    } => ("firing", Some(alert_id.as_str()), *since_us, *clear_count),
+                        missing,
+                    } => (
+                        "firing",
+                        Some(alert_id.as_str()),
+                        *since_us,
+                        *clear_count,
+                        *missing,
+                    ),
                 };
                 sqlx::query(
-                    "INSERT INTO alert_state (group_id, rule, alert_key, labels, phase, alert_id, since, window_count)
-                     VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8)
+                    "INSERT INTO alert_state (group_id, rule, alert_key, labels, phase, alert_id, since, window_count,
+                        missing_windows)
+                     VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9)
                      ON CONFLICT (group_id, rule, alert_key) DO UPDATE SET
                         labels = EXCLUDED.labels, phase = EXCLUDED.phase, alert_id = EXCLUDED.alert_id,
-                        since = EXCLUDED.since, window_count = EXCLUDED.window_count, updated_at = now()",
+                        since = EXCLUDED.since, window_count = EXCLUDED.window_count,
+                        missing_windows = EXCLUDED.missing_windows, updated_at = now()",
                 )
                 .bind(group)
                 .bind(c.rule.as_str())
@@ -173,6 +193,7 @@ pub(crate) async fn commit(
                 .bind(alert_id)
                 .bind(to_ts(since_us))
                 .bind(i32::try_from(count).unwrap_or(i32::MAX))
+                .bind(i32::try_from(missing).unwrap_or(i32::MAX))
                 .execute(&mut *tx)
                 .await
                 .map_err(db("storing alert state"))?;
