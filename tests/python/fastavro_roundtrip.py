@@ -104,7 +104,8 @@ def fastavro_to_rust(args, schemas, rust_manifest, out_dir):
         schema_id, schema = schemas[kind]
         name = f"{n:03}-{kind}.bin"
         (out_dir / name).write_bytes(frame(schema_id, schema, from_json_view(kind, value)))
-        manifest.append({"file": name, "kind": kind, "value": value})
+        key = series_key(kind, value).hex() if kind in ("query", "request", "resource") else None
+        manifest.append({"file": name, "kind": kind, "key_hex": key, "value": value})
     (out_dir / "manifest.json").write_text(json.dumps(manifest))
     r = subprocess.run(fixtures_cmd(args) + ["check", str(out_dir)], cwd=ROOT, capture_output=True, text=True)
     sys.stderr.write(r.stderr)

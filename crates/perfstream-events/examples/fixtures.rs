@@ -4,7 +4,8 @@
 //! and `DIR/manifest.json` with the expected field values (the JSON view of `perfstream_events::json`).
 //! `fixtures check DIR`: reads a manifest and messages written by another encoder (fastavro),
 //! decodes each on both paths (specialised and apache-avro resolution) and compares field by
-//! field. Prints `fixtures check: N passed, M failed`; exits 1 if any failed.
+//! field; where an entry has `key_hex`, also the series key. Prints
+//! `fixtures check: N passed, M failed`; exits 1 if any failed.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -256,6 +257,23 @@ fn check(dir: &Path) -> Result<(usize, usize), String> {
             .as_str()
             .ok_or("manifest entry without kind")?;
         let bytes = std::fs::read(dir.join(file)).map_err(|e| format!("reading {file}: {e}"))?;
+        if let Some(want_key) = entry["key_hex"].as_str() {
+            // the series key a producer used must be the one `series_key` gives
+            match fast.decode(&bytes, None) {
+                Ok(e) if hex(&series_key(&e)) == want_key => passed += 1,
+                Ok(e) => {
+                    failed += 1;
+                    eprintln!(
+                        "{file}: key {want_key}, series_key gives {}",
+                        hex(&series_key(&e))
+                    );
+                }
+                Err(e) => {
+                    failed += 1;
+                    eprintln!("{file}: {e}");
+                }
+            }
+        }
         for (path, d) in [("fast", &fast), ("resolution", &resolution)] {
             match decode(d, kind, &bytes) {
                 Ok(got) if got == entry["value"] => passed += 1,
