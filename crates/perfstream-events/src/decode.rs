@@ -191,7 +191,8 @@ pub(crate) struct Limits {
     pub max_map: usize,
 }
 
-/// Splits the Confluent header off a message: returns the schema id and the Avro body.
+/// Splits the Confluent header off a message: returns the schema id and the Avro body. A wrong
+/// first byte is reported as `BadMagic` even when the message is also too short.
 pub fn split_header(payload: &[u8]) -> Result<(u32, &[u8]), DecodeError> {
     let Some(&magic) = payload.first() else {
         return Err(DecodeError::Empty);
@@ -210,6 +211,10 @@ pub fn split_header(payload: &[u8]) -> Result<(u32, &[u8]), DecodeError> {
 
 /// Decodes Confluent-framed messages into perfstream's types. Cheap to share between threads
 /// (`&self` everywhere); the registry cache is internally locked.
+///
+/// Blocking: the first message with a registry schema id waits for one HTTP request (at most
+/// `registry_timeout`); every later one with that id is served from the cache. Our own ids never
+/// touch the network.
 pub struct Decoder {
     config: DecodeConfig,
     limits: Limits,
@@ -223,6 +228,8 @@ impl Default for Decoder {
 }
 
 impl Decoder {
+    /// Builds a decoder; never fails (a bad `registry_url` shows up as `RegistryUnavailable` on
+    /// the first registry id; call [`DecodeConfig::check`] at start-up to refuse it early).
     pub fn new(config: DecodeConfig) -> Self {
         let registry = config
             .registry_url
@@ -245,7 +252,8 @@ impl Decoder {
 
     /// Decodes and validates an input event (query, request or resource). `kafka_timestamp_us`
     /// is the message's Kafka timestamp; when given, the event time may be at most
-    /// `max_future_skew_us` ahead of it.
+    /// `max_future_skew_us` ahead of it. Pass `None` for a message without a timestamp (not
+    /// Kafka's `-1`).
     pub fn decode(
         &self,
         payload: &[u8],
