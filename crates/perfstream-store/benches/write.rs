@@ -120,14 +120,66 @@ impl Run {
     }
 }
 
-fn report(label: &str, rows: usize, spent: std::time::Duration) -> f64 {
-    let s = spent.as_secs_f64();
-    let rate = rows as f64 / s;
-    println!("{label:<44} {rows:>8} rows  {s:>7.2} s  {rate:>9.0} rows/s");
-    rate
+/// CPU time (user + system, clock ticks of 10 ms) of a thread or process from its
+/// `/proc/.../stat`.
+fn cpu_ticks(stat: &str) -> u64 {
+    let text = std::fs::read_to_string(stat).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = text.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    n(11) + n(12)
 }
 
-#[tokio::main]
+/// Wall time, and CPU time of this thread (the client: encoding, sqlx) and of the one Postgres
+/// backend serving the bench, accumulated over the timed regions only. The CPU figures do not
+/// depend on how busy the shared machine is; wall time does.
+#[derive(Default)]
+struct Meter {
+    wall: std::time::Duration,
+    client_ticks: u64,
+    server_ticks: u64,
+    server_stat: String,
+}
+
+impl Meter {
+    fn new(server_pid: i32) -> Meter {
+        Meter {
+            server_stat: format!("/proc/{server_pid}/stat"),
+            ..Meter::default()
+        }
+    }
+    fn start(&self) -> (Instant, u64, u64) {
+        (
+            Instant::now(),
+            cpu_ticks("/proc/thread-self/stat"),
+            cpu_ticks(&self.server_stat),
+        )
+    }
+    fn stop(&mut self, (t, c, s): (Instant, u64, u64)) {
+        self.wall += t.elapsed();
+        self.client_ticks += cpu_ticks("/proc/thread-self/stat") - c;
+        self.server_ticks += cpu_ticks(&self.server_stat) - s;
+    }
+    fn report(&mut self, label: &str, rows: usize) {
+        let s = self.wall.as_secs_f64();
+        let client_us = self.client_ticks as f64 * 10_000.0 / rows as f64;
+        let server_us = self.server_ticks as f64 * 10_000.0 / rows as f64;
+        println!(
+            "{label:<42} {rows:>7} rows {s:>6.2} s {:>7.0} rows/s | CPU/row client {client_us:>5.1} us, \
+             server {server_us:>5.1} us -> {:>7.0} rows/s per client+server core",
+            rows as f64 / s,
+            1e6 / (client_us + server_us)
+        );
+        *self = Meter::new(0).with_stat(std::mem::take(&mut self.server_stat));
+    }
+    fn with_stat(mut self, stat: String) -> Meter {
+        self.server_stat = stat;
+        self
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
 async fn main() {
     // RUST_LOG=perfstream_store=debug prints each flush's phase timings.
     tracing_subscriber::fmt()
@@ -151,7 +203,11 @@ async fn main() {
         .expect("create bench database");
     c.close().await.ok();
     let pool = PgPoolOptions::new()
-        .max_connections(4)
+        // One connection, so one backend whose CPU time the meter reads.
+        .max_connections(1)
+        .min_connections(1)
+        .idle_timeout(None)
+        .max_lifetime(None)
         .connect_with(admin.database(DB))
         .await
         .expect("connect to bench database");
@@ -161,6 +217,11 @@ async fn main() {
         .claim_partition("bench", "perf.query", 0, "bench")
         .await
         .expect("claim");
+    let server_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&pool)
+        .await
+        .expect("backend pid");
+    let mut meter = Meter::new(server_pid);
     let mut run = Run {
         store,
         generation: claim.generation,
@@ -181,7 +242,7 @@ async fn main() {
     let t = Instant::now();
     let bytes: Vec<Vec<u8>> = sample
         .iter()
-        .map(|r| r.figures.latency.hist_bytes())
+        .map(|r| perfstream_store::encode_hist(&r.figures.latency.hist))
         .collect();
     let enc_us = t.elapsed().as_secs_f64() * 1e6 / batch as f64;
     let t = Instant::now();
@@ -194,18 +255,17 @@ async fn main() {
         "histogram: {avg} B stored, encode {enc_us:.1} us/row, decode {dec_us:.1} us/row (CPU, client side)"
     );
 
-    let mut spent = std::time::Duration::ZERO;
     for w in 0..flushes {
         let q = make(w);
-        let t = Instant::now();
+        let m = meter.start();
         run.flush(Rollups {
             query: q,
             ..Rollups::default()
         })
         .await;
-        spent += t.elapsed();
+        meter.stop(m);
     }
-    report("fast path (bulk insert, new rows)", rows, spent);
+    meter.report("fast path (bulk insert, new rows)", rows);
 
     if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "fast") {
         return;
@@ -218,33 +278,33 @@ async fn main() {
         .await
         .expect("analyze");
 
-    let mut spent = std::time::Duration::ZERO;
     for w in 0..flushes {
         let q = make(w);
-        let t = Instant::now();
+        let m = meter.start();
         run.flush(Rollups {
             query: q,
             ..Rollups::default()
         })
         .await;
-        spent += t.elapsed();
+        meter.stop(m);
     }
-    report("merge path (every row exists: lock+merge)", rows, spent);
+    meter.report("merge path (every row exists: lock+merge)", rows);
 
     // Resource rows are the widest (90+ columns).
     let res: Vec<Vec<ResourceRollup>> = (0..flushes.min(10))
         .map(|w| resource_rollups(w as i64, batch))
         .collect();
     let n = res.len() * batch;
-    let t = Instant::now();
     for r in res {
+        let m = meter.start();
         run.flush(Rollups {
             resource: r,
             ..Rollups::default()
         })
         .await;
+        meter.stop(m);
     }
-    report("fast path, resource rows", n, t.elapsed());
+    meter.report("fast path, resource rows", n);
 
     // Baseline: the same query rows (new windows), one INSERT statement per row, one
     // transaction per flush-sized batch.
@@ -253,9 +313,8 @@ async fn main() {
     let single: Vec<Vec<QueryRollup>> = (0..(single_rows / batch).min(4))
         .map(|w| query_rollups(&mut rng, 100_000 + w as i64, batch))
         .collect();
-    let mut spent = std::time::Duration::ZERO;
     for b in &single {
-        let t = Instant::now();
+        let m = meter.start();
         let mut tx = pool.begin().await.expect("begin");
         for r in b {
             let l = &r.figures.latency;
@@ -288,7 +347,7 @@ async fn main() {
                 .expect("single insert");
         }
         tx.commit().await.expect("commit");
-        spent += t.elapsed();
+        meter.stop(m);
     }
-    report("one INSERT per row (baseline)", single.len() * batch, spent);
+    meter.report("one INSERT per row (baseline)", single.len() * batch);
 }

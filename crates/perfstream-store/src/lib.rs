@@ -49,4 +49,5 @@ pub use retention::{Retention, RetentionReport};
 #[cfg(feature = "failpoints")]
 pub use store::FaultHook;
 pub use store::{Claim, MIGRATOR, Stage, Store};
+pub use table::encode_hist;
 pub use tiers::TierReport;

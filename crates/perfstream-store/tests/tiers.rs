@@ -103,7 +103,7 @@ fn expected(
                     l.min_us,
                     l.max_us,
                     PERCENTILES.iter().map(|q| l.quantile_us(*q)).collect(),
-                    l.hist_bytes(),
+                    perfstream_store::encode_hist(&l.hist),
                 ),
             )
         })
@@ -217,7 +217,10 @@ async fn tiers_merge_request_and_resource_rows_exactly(pool: PgPool) {
     .fetch_one(&pool)
     .await
     .unwrap();
-    assert_eq!((count, hist, s5), (120, want_req.hist_bytes(), 30));
+    assert_eq!(
+        (count, hist, s5),
+        (120, perfstream_store::encode_hist(&want_req.hist), 30)
+    );
     for res in ["1h", "1d"] {
         let got: (i64, i64, i64, i64, i64, i64) = sqlx::query_as(
             "SELECT samples, cpu_ppm_sum, cpu_ppm_max, memory_used_bytes_last, pool_waiters_sum, cache_hits \

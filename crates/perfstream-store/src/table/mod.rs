@@ -20,6 +20,12 @@ use sqlx::postgres::PgRow;
 use sqlx::{AssertSqlSafe, PgConnection, Row};
 
 pub(crate) use columns::{ColType, Encoder, from_ts, to_ts};
+
+/// The bytes the store writes to a `hist` column for `h` (HdrHistogram V2 compressed): a pure
+/// function of the histogram, so equal histograms store equal bytes.
+pub fn encode_hist(h: &hdrhistogram::Histogram<u64>) -> Vec<u8> {
+    hist::HistEncoder::new().encode(h)
+}
 pub(crate) use query::QueryTable;
 pub(crate) use request::RequestTable;
 pub(crate) use resource::ResourceTable;
