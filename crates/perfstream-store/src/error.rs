@@ -52,6 +52,11 @@ pub enum StoreError {
         reason: &'static str,
     },
 
+    /// A flush with rollups but no partition progress: it could not be fenced, so it is
+    /// refused.
+    #[error("flush has rollups but no partition progress to compare-and-set")]
+    MissingProgress,
+
     /// A test-only fault injected between the statements of a flush (feature `failpoints`).
     #[error("fault injected at {stage:?}")]
     Injected { stage: crate::Stage },

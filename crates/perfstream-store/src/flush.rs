@@ -67,6 +67,10 @@ impl Store {
 
     async fn write_flush_inner(&self, flush: &FlushWrite) -> Result<(), StoreError> {
         let started = std::time::Instant::now();
+        if flush.progress.is_empty() && !flush.rollups.is_empty() {
+            // Without a progress row to compare-and-set, nothing fences this write.
+            return Err(StoreError::MissingProgress);
+        }
         let query = prepare(&flush.rollups.query)?;
         let request = prepare(&flush.rollups.request)?;
         let resource = prepare(&flush.rollups.resource)?;

@@ -79,7 +79,12 @@ pub async fn run_maintenance(
         }
         let now = chrono::Utc::now().timestamp_micros();
         if let Err(error) = store
-            .rebuild_tiers(now, settings.tier_horizon, settings.tier_batch)
+            .rebuild_tiers(
+                now,
+                settings.tier_horizon,
+                settings.tier_batch,
+                &settings.retention(),
+            )
             .await
         {
             tracing::warn!(%error, retriable = error.is_retriable(), "Tier rebuild failed; retrying next interval.");

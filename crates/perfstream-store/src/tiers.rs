@@ -66,19 +66,32 @@ impl Store {
     /// Rebuilds every dirty tier period that ended at least `horizon` before `now_us`, hours
     /// first (each rebuilt hour marks its day), then days. Works in transactions of at most
     /// `batch` periods. Time is a parameter: the caller passes the clock.
+    ///
+    /// A period whose children may already be gone under `retention` (an hour older than the
+    /// base retention, a day older than the '1h' retention) is never rebuilt, since a rebuild
+    /// from a partial set of children would overwrite a complete tier row with a smaller one:
+    /// its mark is dropped with a warning (only a replay of very old data produces one).
     pub async fn rebuild_tiers(
         &self,
         now_us: TimestampUs,
         horizon: Duration,
         batch: usize,
+        retention: &crate::Retention,
     ) -> Result<TierReport, StoreError> {
         let horizon_us = i64::try_from(horizon.as_micros()).unwrap_or(i64::MAX);
         let mut report = TierReport::default();
+        let micros = |d: Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
         for tier in [Tier::Hour, Tier::Day] {
             // Periods that started at or before this ended at least `horizon` ago.
             let due = now_us
                 .saturating_sub(horizon_us)
                 .saturating_sub(tier.len_us());
+            let children_kept = match tier {
+                Tier::Hour => retention.base,
+                Tier::Day => retention.hour,
+            };
+            let oldest = now_us.saturating_sub(micros(children_kept));
+            self.drop_stale_marks(tier, oldest).await?;
             loop {
                 let (periods, rows) = self.rebuild_batch(tier, due, batch.max(1)).await?;
                 match tier {
@@ -100,6 +113,25 @@ impl Store {
             );
         }
         Ok(report)
+    }
+
+    /// Deletes marks of periods that start before `oldest` (children possibly expired).
+    async fn drop_stale_marks(&self, tier: Tier, oldest: TimestampUs) -> Result<(), StoreError> {
+        let dropped = sqlx::query("DELETE FROM tier_dirty WHERE tier = $1 AND period_start < $2")
+            .bind(tier.label())
+            .bind(to_ts(oldest))
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::db("dropping stale tier marks"))?
+            .rows_affected();
+        if dropped > 0 {
+            tracing::warn!(
+                tier = tier.label(),
+                dropped,
+                "Dropped dirty marks of periods whose children may have expired; their tier rows were not rebuilt."
+            );
+        }
+        Ok(())
     }
 
     async fn rebuild_batch(

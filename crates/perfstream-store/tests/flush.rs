@@ -333,6 +333,13 @@ async fn a_stale_owner_is_fenced_and_its_whole_flush_refused(pool: PgPool) {
             .unwrap();
     assert_eq!((owner.as_str(), resume), ("p2", 20));
 
+    // Rollups without any progress cannot be fenced: refused.
+    let f = flush("p2", sample_rollups(T0, 0), vec![]);
+    assert!(matches!(
+        store.write_flush(&f).await,
+        Err(StoreError::MissingProgress)
+    ));
+
     // A partition never claimed is fenced as well.
     let ghost = perfstream_store::Claim {
         generation: 1,

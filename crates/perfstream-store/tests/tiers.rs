@@ -122,7 +122,10 @@ async fn tier_rows_equal_direct_aggregation_byte_for_byte(pool: PgPool) {
 
     // One hour and one day are over (plus the horizon), the next hour is not yet.
     let now = T0 + HOUR_US / 2 + HORIZON.as_micros() as i64;
-    let r = store.rebuild_tiers(now, HORIZON, 1).await.unwrap();
+    let r = store
+        .rebuild_tiers(now, HORIZON, 1, &Retention::default())
+        .await
+        .unwrap();
     assert_eq!((r.hours, r.days), (1, 1));
     let hours = tier_rows(&pool, "1h").await;
     let want_hours = expected(&direct(&evs, HOUR_US));
@@ -133,7 +136,10 @@ async fn tier_rows_equal_direct_aggregation_byte_for_byte(pool: PgPool) {
 
     // Later: everything is due.
     let now = T0 + 2 * DAY_US;
-    let r = store.rebuild_tiers(now, HORIZON, 10).await.unwrap();
+    let r = store
+        .rebuild_tiers(now, HORIZON, 10, &Retention::default())
+        .await
+        .unwrap();
     assert_eq!((r.hours, r.days), (1, 1));
     assert_eq!(tier_rows(&pool, "1h").await, want_hours);
     assert_eq!(
@@ -143,7 +149,11 @@ async fn tier_rows_equal_direct_aggregation_byte_for_byte(pool: PgPool) {
 
     // Idempotent: nothing dirty, nothing done; marking everything dirty again changes no byte.
     assert_eq!(
-        store.rebuild_tiers(now, HORIZON, 10).await.unwrap().hours,
+        store
+            .rebuild_tiers(now, HORIZON, 10, &Retention::default())
+            .await
+            .unwrap()
+            .hours,
         0
     );
     sqlx::query(
@@ -153,7 +163,10 @@ async fn tier_rows_equal_direct_aggregation_byte_for_byte(pool: PgPool) {
     .execute(&pool)
     .await
     .unwrap();
-    let r = store.rebuild_tiers(now, HORIZON, 10).await.unwrap();
+    let r = store
+        .rebuild_tiers(now, HORIZON, 10, &Retention::default())
+        .await
+        .unwrap();
     assert_eq!((r.hours, r.days), (2, 2));
     assert_eq!(tier_rows(&pool, "1h").await, want_hours);
     assert_eq!(
@@ -167,7 +180,10 @@ async fn tier_rows_equal_direct_aggregation_byte_for_byte(pool: PgPool) {
         (T0 + 95_000_000, 1, 3),
     ];
     write_all(&store, "p1", minute_rollups(&late)).await;
-    let r = store.rebuild_tiers(now, HORIZON, 10).await.unwrap();
+    let r = store
+        .rebuild_tiers(now, HORIZON, 10, &Retention::default())
+        .await
+        .unwrap();
     assert_eq!((r.hours, r.days), (1, 1));
     let all: Vec<_> = evs.iter().chain(&late).copied().collect();
     assert_eq!(
@@ -208,7 +224,7 @@ async fn tiers_merge_request_and_resource_rows_exactly(pool: PgPool) {
         .await
         .unwrap();
     store
-        .rebuild_tiers(T0 + 2 * DAY_US, HORIZON, 10)
+        .rebuild_tiers(T0 + 2 * DAY_US, HORIZON, 10, &Retention::default())
         .await
         .unwrap();
     let (count, hist, s5): (i64, Vec<u8>, i64) = sqlx::query_as(
@@ -276,7 +292,16 @@ async fn retention_deletes_exactly_the_expired_rows(pool: PgPool) {
         base.push(query(day_cut + d * DAY_US, "api", "a", &[10], 1));
     }
     write_all(&store, "p1", base).await;
-    store.rebuild_tiers(now, HORIZON, 100).await.unwrap();
+    // Tier rows made while their children were still kept.
+    let keep_all = Retention {
+        base: Duration::from_secs(1000 * 86_400),
+        hour: Duration::from_secs(1000 * 86_400),
+        ..Retention::default()
+    };
+    store
+        .rebuild_tiers(now, HORIZON, 100, &keep_all)
+        .await
+        .unwrap();
 
     let report = store.apply_retention(now, &retention).await.unwrap();
     // Base: windows ending at cut-5..cut+4 min: 6 of them (m = -5..=0) expired, 2 keys each,
@@ -377,4 +402,33 @@ async fn maintenance_task_rebuilds_due_tiers_and_stops_on_shutdown(pool: PgPool)
         .await
         .expect("task stops on shutdown")
         .unwrap();
+}
+
+/// A mark for an hour whose base rows may have expired (a replay of very old data) must not
+/// turn a complete '1h' row into a partial one.
+#[sqlx::test(migrations = "../../migrations")]
+async fn stale_marks_never_shrink_a_complete_tier_row(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    let evs = events(5, T0, T0 + HOUR_US, 300);
+    write_all(&store, "p1", minute_rollups(&evs)).await;
+    store
+        .rebuild_tiers(T0 + DAY_US, HORIZON, 10, &Retention::default())
+        .await
+        .unwrap();
+    let full = tier_rows(&pool, "1h").await;
+    assert_eq!(full, expected(&direct(&evs, HOUR_US)));
+    // Ten days later the base rows are gone; a replayed event lands in the old hour.
+    let later = T0 + 10 * DAY_US;
+    store
+        .apply_retention(later, &Retention::default())
+        .await
+        .unwrap();
+    write_all(&store, "p1", minute_rollups(&[(T0 + 5, 0, 42)])).await;
+    let r = store
+        .rebuild_tiers(later, HORIZON, 10, &Retention::default())
+        .await
+        .unwrap();
+    assert_eq!(r.hours, 0);
+    assert_eq!(tier_rows(&pool, "1h").await, full);
+    assert_eq!(count_rows(&store, "tier_dirty").await, 0);
 }
