@@ -1,0 +1,333 @@
+//! Alerting end to end (issue 8): the real `perfstream run` pipeline on a real Kafka-protocol
+//! broker (librdkafka's mock cluster over TCP) and a real Postgres, the load generator's truth
+//! file as the oracle, and alert evaluators running in this process next to the pipeline
+//! (`perfstream_evaluator::run_evaluator`, the entry point the binary calls), two of which are
+//! killed mid-episode. Every wait polls a condition with a deadline.
+//!
+//! Checked: each episode of the truth gives exactly one firing and one resolved transition of
+//! each rule it lists, on its key, sharing one alert id, and nothing else fires; read from the
+//! `alerts` table, from the topic in Rust, and from the topic by an independent Python consumer
+//! (confluent-kafka + fastavro with `schemas/alert_event.avsc`). The evaluator crashes lose no
+//! transition and invent no id: the topic holds exactly the table's (alert_id, state) pairs,
+//! possibly repeated (at-least-once).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use perfstream_e2e::*;
+use perfstream_evaluator::{AlertSettings, EvalError, run_evaluator};
+use perfstream_events::AlertState;
+use perfstream_kafka::{DevBroker, KafkaSettings, Topics};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use sqlx::{PgPool, Row};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+const WINDOW: &str = "2s";
+const WINDOW_US: i64 = 2_000_000;
+const PARTITIONS: i32 = 3;
+const DEADLINE: Duration = Duration::from_secs(300);
+const GROUP: &str = "g-alerts";
+
+/// (rule, key labels): what identifies an expected alert.
+type AlertKey = (String, BTreeMap<String, String>);
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn python() -> PathBuf {
+    let p = std::env::var_os("PERFSTREAM_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".venv/bin/python"));
+    assert!(
+        p.exists(),
+        "Python with confluent-kafka and fastavro not found at {} (scripts/test.sh creates .venv)",
+        p.display()
+    );
+    p
+}
+
+/// One in-process evaluator.
+struct Evaluator {
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), EvalError>>,
+}
+
+impl Evaluator {
+    fn start(pool: &PgPool, kafka: &KafkaSettings) -> Evaluator {
+        let settings = AlertSettings {
+            interval: Duration::from_secs(1),
+            lock_retry: Duration::from_millis(200),
+            ..AlertSettings::default()
+        };
+        let (tx, rx) = oneshot::channel::<()>();
+        let (pool, kafka) = (pool.clone(), kafka.clone());
+        let task = tokio::spawn(async move {
+            run_evaluator(settings, pool, &kafka, async {
+                let _ = rx.await;
+            })
+            .await
+        });
+        Evaluator { stop: Some(tx), task }
+    }
+
+    /// Dropped wherever it is: its connections close without committing, like a killed process.
+    async fn crash(self) {
+        assert!(!self.task.is_finished(), "evaluator ended early: {:?}", self.task.await);
+        self.task.abort();
+        let _ = self.task.await;
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().map(|s| s.send(()));
+        self.task.await.expect("evaluator task").expect("evaluator ended cleanly");
+    }
+}
+
+async fn scalar(pool: &PgPool, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap_or(0)
+}
+
+/// Evaluators holding the group's advisory lock in this database.
+async fn leaders(pool: &PgPool) -> i64 {
+    scalar(
+        pool,
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted
+           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .await
+}
+
+/// Every recorded transition: (rule, labels) -> [(state, alert_id, window start)] in window order.
+async fn table_alerts(pool: &PgPool) -> BTreeMap<AlertKey, Vec<(String, String, i64)>> {
+    let rows = sqlx::query(
+        "SELECT rule, labels::text, state, alert_id, (extract(epoch from window_start) * 1e6)::bigint
+         FROM alerts ORDER BY window_start, state",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("read alerts");
+    let mut out: BTreeMap<AlertKey, Vec<(String, String, i64)>> = BTreeMap::new();
+    for r in rows {
+        let labels: BTreeMap<String, String> = serde_json::from_str(&r.get::<String, _>(1)).expect("labels json");
+        out.entry((r.get(0), labels)).or_default().push((r.get(2), r.get(3), r.get(4)));
+    }
+    out
+}
+
+/// Every message of the alerts topic (all partitions, to their current end), decoded in Rust.
+fn topic_alerts(bootstrap: &str) -> Vec<perfstream_events::AlertEvent> {
+    let ends = end_offsets(bootstrap, &["perf.alerts"], PARTITIONS);
+    let total: i64 = ends.values().sum();
+    let c: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "e2e-alerts-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition_offset("perf.alerts", p, Offset::Beginning).expect("tpl");
+    }
+    c.assign(&tpl).expect("assign");
+    drop(tpl);
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while (out.len() as i64) < total {
+        assert!(Instant::now() < deadline, "read {} of {total} alert messages", out.len());
+        if let Some(m) = c.poll(Duration::from_millis(500)) {
+            let m = m.expect("consume");
+            let e = perfstream_events::decode_alert(m.payload().unwrap_or_default()).expect("alert decodes");
+            assert_eq!(m.key(), Some(e.alert_id.as_bytes()), "keyed by alert id");
+            out.push(e);
+        }
+    }
+    out
+}
+
+/// The independent check: confluent-kafka reads the topic to its end, fastavro decodes each
+/// payload with the schema file; prints `alert_id state rule` per message.
+const PY_READER: &str = r#"
+import io, json, sys, time
+import fastavro
+from confluent_kafka import Consumer, TopicPartition
+bootstrap, schema_path, parts = sys.argv[1], sys.argv[2], int(sys.argv[3])
+schema = fastavro.parse_schema(json.load(open(schema_path)))
+c = Consumer({"bootstrap.servers": bootstrap, "group.id": "py-alerts", "enable.auto.commit": False})
+ends = {p: c.get_watermark_offsets(TopicPartition("perf.alerts", p), timeout=10)[1] for p in range(parts)}
+c.assign([TopicPartition("perf.alerts", p, 0) for p in range(parts)])
+left = {p for p, e in ends.items() if e > 0}
+deadline = time.time() + 60
+while left:
+    if time.time() > deadline:
+        sys.exit("timed out reading perf.alerts")
+    m = c.poll(0.5)
+    if m is None:
+        continue
+    if m.error():
+        sys.exit(str(m.error()))
+    v = m.value()
+    if v[0] != 0:
+        sys.exit("bad magic byte")
+    rec = fastavro.schemaless_reader(io.BytesIO(v[5:]), schema)
+    if m.key().decode() != rec["alert_id"]:
+        sys.exit("key is not the alert id")
+    print(rec["alert_id"], rec["state"], rec["rule"])
+    if m.offset() + 1 >= ends[m.partition()]:
+        left.discard(m.partition())
+c.close()
+"#;
+
+fn python_alerts(bootstrap: &str) -> Vec<(String, String, String)> {
+    let out = Command::new(python())
+        .arg("-c")
+        .arg(PY_READER)
+        .arg(bootstrap)
+        .arg(repo().join("schemas/alert_event.avsc"))
+        .arg(PARTITIONS.to_string())
+        .output()
+        .expect("python runs");
+    assert!(out.status.success(), "python reader failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout)
+        .expect("utf8")
+        .lines()
+        .map(|l| {
+            let mut p = l.split(' ');
+            let mut next = || p.next().expect("three fields").to_string();
+            (next(), next(), next())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_episode_fires_and_resolves_once_through_evaluator_crashes() {
+    let broker = DevBroker::start(1, PARTITIONS, &Topics::default()).expect("mock cluster");
+    let bootstrap = broker.bootstrap_servers();
+    let db = TestDb::create("alerts").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let worker = Worker::spawn(
+        "w1",
+        &WorkerConfig {
+            bootstrap: &bootstrap,
+            db_url: &db.url,
+            group: GROUP,
+            window: WINDOW,
+            failpoint: None,
+            log_dir: dir.path(),
+        },
+    );
+    eventually(Duration::from_secs(60), "the pipeline's migrations (alerts tables)", || async {
+        let ok: Option<bool> = sqlx::query_scalar("SELECT to_regclass('alert_outbox') IS NOT NULL")
+            .fetch_one(&db.pool)
+            .await
+            .ok();
+        ok.unwrap_or(false).then_some(())
+    })
+    .await;
+
+    // The generator, paced (2 minutes of event time at 1000 events/s, episodes from 30 s to
+    // 72 s), with the arguments crates/perfstream-evaluator/tests/truth_episodes.rs checks.
+    let truth_path = dir.path().join("truth.json");
+    let bs = bootstrap.clone();
+    let generator = tokio::spawn(async move {
+        generate(
+            &bs,
+            &truth_path,
+            &["--count", "120000", "--rate", "1000", "--seed", "3", "--window", WINDOW, "--resource-interval", "1s", "--too-late", "0"],
+        )
+        .await
+    });
+
+    let kafka = KafkaSettings { bootstrap_servers: bootstrap.clone(), group_id: GROUP.into(), ..KafkaSettings::default() };
+    let a = Evaluator::start(&db.pool, &kafka);
+    eventually(DEADLINE, "a leading evaluator", || async { (leaders(&db.pool).await == 1).then_some(()) }).await;
+    let b = Evaluator::start(&db.pool, &kafka);
+
+    // Crash the leader right after its first firing transition committed, mid-episode.
+    eventually(DEADLINE, "the first firing transition", || async {
+        (scalar(&db.pool, "SELECT count(*) FROM alerts WHERE state = 'firing'").await > 0).then_some(())
+    })
+    .await;
+    let resolved_before = scalar(&db.pool, "SELECT count(*) FROM alerts WHERE state = 'resolved'").await;
+    assert_eq!(resolved_before, 0, "the crash must fall inside the episodes");
+    a.crash().await;
+    let c = Evaluator::start(&db.pool, &kafka);
+    // The stand-by took over; crash it too once the first episode resolved.
+    eventually(DEADLINE, "the first resolved transition", || async {
+        (scalar(&db.pool, "SELECT count(*) FROM alerts WHERE state = 'resolved'").await > 0).then_some(())
+    })
+    .await;
+    b.crash().await;
+
+    let truth = generator.await.expect("generator task");
+    assert!(!truth.episodes.is_empty());
+    // Everything the pipeline could close was judged (the last windows stay open: no event
+    // after them moves the watermark).
+    let last_needed = truth.params.end_us - 4 * WINDOW_US;
+    eventually(DEADLINE, "evaluation to cover the stream", || async {
+        let end: Option<i64> =
+            sqlx::query_scalar("SELECT (extract(epoch from last_window_end) * 1e6)::bigint FROM alert_progress")
+                .fetch_optional(&db.pool)
+                .await
+                .ok()
+                .flatten();
+        (end.is_some_and(|e| e >= last_needed)).then_some(())
+    })
+    .await;
+    eventually(DEADLINE, "the outbox to drain", || async {
+        (scalar(&db.pool, "SELECT count(*) FROM alert_outbox WHERE sent_at IS NULL").await == 0).then_some(())
+    })
+    .await;
+    c.stop().await;
+    worker.stop();
+
+    // Expected: each episode's rules on its key. The rollups sum cache hits over caches, so the
+    // generator's `cache` label is not part of a key.
+    let mut expected: BTreeMap<AlertKey, (i64, i64)> = BTreeMap::new();
+    for ep in &truth.episodes {
+        let mut labels = ep.labels.clone();
+        labels.remove("cache");
+        for rule in &ep.rules {
+            expected.insert((rule.clone(), labels.clone()), (ep.start_us, ep.end_us));
+        }
+    }
+    let table = table_alerts(&db.pool).await;
+    let got: BTreeSet<&AlertKey> = table.keys().collect();
+    let want: BTreeSet<&AlertKey> = expected.keys().collect();
+    assert_eq!(got, want, "alerts by rule and key:\n{table:#?}");
+    let mut transitions = BTreeSet::new();
+    for (k, v) in &table {
+        let states: Vec<&str> = v.iter().map(|t| t.0.as_str()).collect();
+        assert_eq!(states, ["firing", "resolved"], "{k:?}: {v:?}");
+        assert_eq!(v[0].1, v[1].1, "{k:?}: one id per episode");
+        let (start, end) = expected[k];
+        assert!(
+            v[0].2 + WINDOW_US > start && v[0].2 < end,
+            "{k:?} fired in the window at {}, episode [{start}, {end})",
+            v[0].2
+        );
+        assert!(v[1].2 + WINDOW_US >= end, "{k:?} resolved at {} before the episode ended at {end}", v[1].2);
+        transitions.insert((v[0].1.clone(), "firing".to_string(), k.0.clone()));
+        transitions.insert((v[1].1.clone(), "resolved".to_string(), k.0.clone()));
+    }
+
+    // The topic, in Rust: exactly the table's transitions (repeats allowed), a firing before its
+    // resolved (one partition per alert id).
+    let events = topic_alerts(&bootstrap);
+    let mut seen_rust = BTreeSet::new();
+    let mut first_state: BTreeMap<String, AlertState> = BTreeMap::new();
+    for e in &events {
+        first_state.entry(e.alert_id.clone()).or_insert(e.state);
+        seen_rust.insert((e.alert_id.clone(), e.state.as_str().to_string(), e.rule.clone()));
+    }
+    assert_eq!(seen_rust, transitions, "topic (Rust) vs table");
+    assert!(first_state.values().all(|s| *s == AlertState::Firing), "a resolved before its firing: {first_state:?}");
+
+    // The topic, read independently in Python.
+    let py: BTreeSet<(String, String, String)> = python_alerts(&bootstrap).into_iter().collect();
+    assert_eq!(py, transitions, "topic (Python) vs table");
+}
