@@ -89,9 +89,10 @@ pub(crate) struct Recorded {
     pub payload: Vec<u8>,
 }
 
-/// Commits one batch: every transition into `alerts` (skipping any already recorded) and the
-/// outbox, the changed phases into `alert_state`, and the last window into `alert_progress`.
-/// Returns how many outbox rows were added.
+/// Commits one batch: every transition into `alerts` (skipping any already recorded) and, in
+/// the same order, the outbox; the changed phases into `alert_state`; the last window into
+/// `alert_progress`. A few set-based statements whatever the batch size. Returns how many
+/// outbox rows were added.
 pub(crate) async fn commit(
     conn: &mut PgConnection,
     group: &str,
@@ -105,56 +106,96 @@ pub(crate) async fn commit(
         .await
         .map_err(db("beginning the alert transaction"))?;
     let mut queued = 0;
-    for t in transitions {
-        let tr = &t.transition;
-        let labels = serde_json::to_string(&tr.labels).unwrap_or_else(|_| "{}".into());
-        let inserted = sqlx::query(
-            "INSERT INTO alerts (alert_id, state, rule, severity, service, alert_key, labels,
-                observed_value, threshold, clear_threshold, window_start, window_end, transitioned_at, message)
-             VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $11, $12, $13, $14)
-             ON CONFLICT (alert_id, state) DO NOTHING",
+    if !transitions.is_empty() {
+        let n = transitions.len();
+        let (mut ids, mut states, mut rules, mut sev, mut svc, mut keys, mut labels) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut obs, mut thr, mut clr, mut ws, mut we, mut at, mut msg, mut payload) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for t in transitions {
+            let tr = &t.transition;
+            ids.push(tr.alert_id.as_str());
+            states.push(tr.state.as_str());
+            rules.push(tr.rule.as_str());
+            sev.push(tr.severity.to_event().as_str());
+            svc.push(tr.service.as_str());
+            keys.push(tr.key.as_str());
+            labels.push(serde_json::to_string(&tr.labels).unwrap_or_else(|_| "{}".into()));
+            obs.push(finite(tr.observed_value));
+            thr.push(finite(tr.threshold));
+            clr.push(finite(tr.clear_threshold));
+            ws.push(to_ts(tr.window.start_us));
+            we.push(to_ts(tr.window.end_us));
+            at.push(to_ts(t.transitioned_at_us));
+            msg.push(tr.message.as_str());
+            payload.push(t.payload.as_slice());
+        }
+        let done = sqlx::query(
+            "WITH t AS (
+                SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                    $7::text[], $8::float8[], $9::float8[], $10::float8[], $11::timestamptz[],
+                    $12::timestamptz[], $13::timestamptz[], $14::text[], $15::bytea[])
+                    WITH ORDINALITY AS t(a, s, r, sev, svc, k, l, v, th, cth, ws, we, ta, m, p, ord)
+             ),
+             ins AS (
+                INSERT INTO alerts (alert_id, state, rule, severity, service, alert_key, labels,
+                    observed_value, threshold, clear_threshold, window_start, window_end, transitioned_at, message)
+                SELECT a, s, r, sev, svc, k, l::jsonb, v, th, cth, ws, we, ta, m FROM t ORDER BY ord
+                ON CONFLICT (alert_id, state) DO NOTHING
+                RETURNING alert_id, state
+             )
+             INSERT INTO alert_outbox (alert_id, state, payload)
+             SELECT t.a, t.s, t.p FROM t JOIN ins ON ins.alert_id = t.a AND ins.state = t.s ORDER BY t.ord",
         )
-        .bind(&tr.alert_id)
-        .bind(tr.state.as_str())
-        .bind(tr.rule.as_str())
-        .bind(tr.severity.to_event().as_str())
-        .bind(&tr.service)
-        .bind(&tr.key)
-        .bind(labels)
-        .bind(finite(tr.observed_value))
-        .bind(finite(tr.threshold))
-        .bind(finite(tr.clear_threshold))
-        .bind(to_ts(tr.window.start_us))
-        .bind(to_ts(tr.window.end_us))
-        .bind(to_ts(t.transitioned_at_us))
-        .bind(&tr.message)
+        .bind(&ids)
+        .bind(&states)
+        .bind(&rules)
+        .bind(&sev)
+        .bind(&svc)
+        .bind(&keys)
+        .bind(&labels)
+        .bind(&obs)
+        .bind(&thr)
+        .bind(&clr)
+        .bind(&ws)
+        .bind(&we)
+        .bind(&at)
+        .bind(&msg)
+        .bind(&payload)
         .execute(&mut *tx)
         .await
-        .map_err(db("recording a transition"))?
-        .rows_affected();
-        if inserted == 1 {
-            sqlx::query("INSERT INTO alert_outbox (alert_id, state, payload) VALUES ($1, $2, $3)")
-                .bind(&tr.alert_id)
-                .bind(tr.state.as_str())
-                .bind(&t.payload)
-                .execute(&mut *tx)
-                .await
-                .map_err(db("queueing a transition"))?;
-            queued += 1;
-        }
+        .map_err(db("recording transitions"))?;
+        queued = done.rows_affected() as usize;
     }
+    let (mut del_rules, mut del_keys) = (Vec::new(), Vec::new());
+    let mut up: (
+        Vec<&str>,
+        Vec<&str>,
+        Vec<String>,
+        Vec<&str>,
+        Vec<Option<&str>>,
+    ) = Default::default();
+    let mut up_n: (Vec<chrono::DateTime<chrono::Utc>>, Vec<i32>, Vec<i32>) = Default::default();
     for c in changes.values() {
         match &c.phase {
             None => {
-                sqlx::query(
-                    "DELETE FROM alert_state WHERE group_id = $1 AND rule = $2 AND alert_key = $3",
-                )
-                .bind(group)
-                .bind(c.rule.as_str())
-                .bind(&c.key)
-                .execute(&mut *tx)
-                .await
-                .map_err(db("clearing alert state"))?;
+                del_rules.push(c.rule.as_str());
+                del_keys.push(c.key.as_str());
             }
             Some(p) => {
                 let (phase, alert_id, since_us, count, missing) = match p {
@@ -176,29 +217,53 @@ pub(crate) async fn commit(
                         *missing,
                     ),
                 };
-                sqlx::query(
-                    "INSERT INTO alert_state (group_id, rule, alert_key, labels, phase, alert_id, since, window_count,
-                        missing_windows)
-                     VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9)
-                     ON CONFLICT (group_id, rule, alert_key) DO UPDATE SET
-                        labels = EXCLUDED.labels, phase = EXCLUDED.phase, alert_id = EXCLUDED.alert_id,
-                        since = EXCLUDED.since, window_count = EXCLUDED.window_count,
-                        missing_windows = EXCLUDED.missing_windows, updated_at = now()",
-                )
-                .bind(group)
-                .bind(c.rule.as_str())
-                .bind(&c.key)
-                .bind(serde_json::to_string(&c.labels).unwrap_or_else(|_| "{}".into()))
-                .bind(phase)
-                .bind(alert_id)
-                .bind(to_ts(since_us))
-                .bind(i32::try_from(count).unwrap_or(i32::MAX))
-                .bind(i32::try_from(missing).unwrap_or(i32::MAX))
-                .execute(&mut *tx)
-                .await
-                .map_err(db("storing alert state"))?;
+                up.0.push(c.rule.as_str());
+                up.1.push(c.key.as_str());
+                up.2.push(serde_json::to_string(&c.labels).unwrap_or_else(|_| "{}".into()));
+                up.3.push(phase);
+                up.4.push(alert_id);
+                up_n.0.push(to_ts(since_us));
+                up_n.1.push(i32::try_from(count).unwrap_or(i32::MAX));
+                up_n.2.push(i32::try_from(missing).unwrap_or(i32::MAX));
             }
         }
+    }
+    if !del_rules.is_empty() {
+        sqlx::query(
+            "DELETE FROM alert_state s USING unnest($2::text[], $3::text[]) AS d(rule, k)
+             WHERE s.group_id = $1 AND s.rule = d.rule AND s.alert_key = d.k",
+        )
+        .bind(group)
+        .bind(&del_rules)
+        .bind(&del_keys)
+        .execute(&mut *tx)
+        .await
+        .map_err(db("clearing alert state"))?;
+    }
+    if !up.0.is_empty() {
+        sqlx::query(
+            "INSERT INTO alert_state (group_id, rule, alert_key, labels, phase, alert_id, since, window_count,
+                missing_windows)
+             SELECT $1, r, k, l::jsonb, p, a, s, c, m
+             FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[],
+                $8::int4[], $9::int4[]) AS t(r, k, l, p, a, s, c, m)
+             ON CONFLICT (group_id, rule, alert_key) DO UPDATE SET
+                labels = EXCLUDED.labels, phase = EXCLUDED.phase, alert_id = EXCLUDED.alert_id,
+                since = EXCLUDED.since, window_count = EXCLUDED.window_count,
+                missing_windows = EXCLUDED.missing_windows, updated_at = now()",
+        )
+        .bind(group)
+        .bind(&up.0)
+        .bind(&up.1)
+        .bind(&up.2)
+        .bind(&up.3)
+        .bind(&up.4)
+        .bind(&up_n.0)
+        .bind(&up_n.1)
+        .bind(&up_n.2)
+        .execute(&mut *tx)
+        .await
+        .map_err(db("storing alert state"))?;
     }
     sqlx::query(
         "INSERT INTO alert_progress (group_id, last_window_start, last_window_end, evaluated_by)
