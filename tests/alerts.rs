@@ -72,19 +72,29 @@ impl Evaluator {
             })
             .await
         });
-        Evaluator { stop: Some(tx), task }
+        Evaluator {
+            stop: Some(tx),
+            task,
+        }
     }
 
     /// Dropped wherever it is: its connections close without committing, like a killed process.
     async fn crash(self) {
-        assert!(!self.task.is_finished(), "evaluator ended early: {:?}", self.task.await);
+        assert!(
+            !self.task.is_finished(),
+            "evaluator ended early: {:?}",
+            self.task.await
+        );
         self.task.abort();
         let _ = self.task.await;
     }
 
     async fn stop(mut self) {
         let _ = self.stop.take().map(|s| s.send(()));
-        self.task.await.expect("evaluator task").expect("evaluator ended cleanly");
+        self.task
+            .await
+            .expect("evaluator task")
+            .expect("evaluator ended cleanly");
     }
 }
 
@@ -113,8 +123,11 @@ async fn table_alerts(pool: &PgPool) -> BTreeMap<AlertKey, Vec<(String, String, 
     .expect("read alerts");
     let mut out: BTreeMap<AlertKey, Vec<(String, String, i64)>> = BTreeMap::new();
     for r in rows {
-        let labels: BTreeMap<String, String> = serde_json::from_str(&r.get::<String, _>(1)).expect("labels json");
-        out.entry((r.get(0), labels)).or_default().push((r.get(2), r.get(3), r.get(4)));
+        let labels: BTreeMap<String, String> =
+            serde_json::from_str(&r.get::<String, _>(1)).expect("labels json");
+        out.entry((r.get(0), labels))
+            .or_default()
+            .push((r.get(2), r.get(3), r.get(4)));
     }
     out
 }
@@ -131,17 +144,23 @@ fn topic_alerts(bootstrap: &str) -> Vec<perfstream_events::AlertEvent> {
         .expect("consumer");
     let mut tpl = TopicPartitionList::new();
     for p in 0..PARTITIONS {
-        tpl.add_partition_offset("perf.alerts", p, Offset::Beginning).expect("tpl");
+        tpl.add_partition_offset("perf.alerts", p, Offset::Beginning)
+            .expect("tpl");
     }
     c.assign(&tpl).expect("assign");
     drop(tpl);
     let mut out = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while (out.len() as i64) < total {
-        assert!(Instant::now() < deadline, "read {} of {total} alert messages", out.len());
+        assert!(
+            Instant::now() < deadline,
+            "read {} of {total} alert messages",
+            out.len()
+        );
         if let Some(m) = c.poll(Duration::from_millis(500)) {
             let m = m.expect("consume");
-            let e = perfstream_events::decode_alert(m.payload().unwrap_or_default()).expect("alert decodes");
+            let e = perfstream_events::decode_alert(m.payload().unwrap_or_default())
+                .expect("alert decodes");
             assert_eq!(m.key(), Some(e.alert_id.as_bytes()), "keyed by alert id");
             out.push(e);
         }
@@ -191,7 +210,11 @@ fn python_alerts(bootstrap: &str) -> Vec<(String, String, String)> {
         .arg(PARTITIONS.to_string())
         .output()
         .expect("python runs");
-    assert!(out.status.success(), "python reader failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "python reader failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout)
         .expect("utf8")
         .lines()
@@ -220,13 +243,18 @@ async fn every_episode_fires_and_resolves_once_through_evaluator_crashes() {
             log_dir: dir.path(),
         },
     );
-    eventually(Duration::from_secs(60), "the pipeline's migrations (alerts tables)", || async {
-        let ok: Option<bool> = sqlx::query_scalar("SELECT to_regclass('alert_outbox') IS NOT NULL")
-            .fetch_one(&db.pool)
-            .await
-            .ok();
-        ok.unwrap_or(false).then_some(())
-    })
+    eventually(
+        Duration::from_secs(60),
+        "the pipeline's migrations (alerts tables)",
+        || async {
+            let ok: Option<bool> =
+                sqlx::query_scalar("SELECT to_regclass('alert_outbox') IS NOT NULL")
+                    .fetch_one(&db.pool)
+                    .await
+                    .ok();
+            ok.unwrap_or(false).then_some(())
+        },
+    )
     .await;
 
     // The generator, paced (2 minutes of event time at 1000 events/s, episodes from 30 s to
@@ -237,28 +265,67 @@ async fn every_episode_fires_and_resolves_once_through_evaluator_crashes() {
         generate(
             &bs,
             &truth_path,
-            &["--count", "120000", "--rate", "1000", "--seed", "3", "--window", WINDOW, "--resource-interval", "1s", "--too-late", "0"],
+            &[
+                "--count",
+                "120000",
+                "--rate",
+                "1000",
+                "--seed",
+                "3",
+                "--window",
+                WINDOW,
+                "--resource-interval",
+                "1s",
+                "--too-late",
+                "0",
+            ],
         )
         .await
     });
 
-    let kafka = KafkaSettings { bootstrap_servers: bootstrap.clone(), group_id: GROUP.into(), ..KafkaSettings::default() };
+    let kafka = KafkaSettings {
+        bootstrap_servers: bootstrap.clone(),
+        group_id: GROUP.into(),
+        ..KafkaSettings::default()
+    };
     let a = Evaluator::start(&db.pool, &kafka);
-    eventually(DEADLINE, "a leading evaluator", || async { (leaders(&db.pool).await == 1).then_some(()) }).await;
+    eventually(DEADLINE, "a leading evaluator", || async {
+        (leaders(&db.pool).await == 1).then_some(())
+    })
+    .await;
     let b = Evaluator::start(&db.pool, &kafka);
 
     // Crash the leader right after its first firing transition committed, mid-episode.
     eventually(DEADLINE, "the first firing transition", || async {
-        (scalar(&db.pool, "SELECT count(*) FROM alerts WHERE state = 'firing'").await > 0).then_some(())
+        (scalar(
+            &db.pool,
+            "SELECT count(*) FROM alerts WHERE state = 'firing'",
+        )
+        .await
+            > 0)
+        .then_some(())
     })
     .await;
-    let resolved_before = scalar(&db.pool, "SELECT count(*) FROM alerts WHERE state = 'resolved'").await;
-    assert_eq!(resolved_before, 0, "the crash must fall inside the episodes");
+    let resolved_before = scalar(
+        &db.pool,
+        "SELECT count(*) FROM alerts WHERE state = 'resolved'",
+    )
+    .await;
+    assert_eq!(
+        resolved_before, 0,
+        "the crash must fall inside the episodes"
+    );
     a.crash().await;
     let c = Evaluator::start(&db.pool, &kafka);
     // The stand-by took over; crash it too once the first episode resolved.
     eventually(DEADLINE, "the first resolved transition", || async {
-        (scalar(&db.pool, "SELECT count(*) FROM alerts WHERE state = 'resolved'").await > 0).then_some(())
+        (scalar(
+            &db.pool,
+            "SELECT count(*) FROM alerts WHERE state = 'resolved'",
+        )
+        .await
+            > 0)
+        .then_some(())
     })
     .await;
     b.crash().await;
@@ -269,17 +336,24 @@ async fn every_episode_fires_and_resolves_once_through_evaluator_crashes() {
     // after them moves the watermark).
     let last_needed = truth.params.end_us - 4 * WINDOW_US;
     eventually(DEADLINE, "evaluation to cover the stream", || async {
-        let end: Option<i64> =
-            sqlx::query_scalar("SELECT (extract(epoch from last_window_end) * 1e6)::bigint FROM alert_progress")
-                .fetch_optional(&db.pool)
-                .await
-                .ok()
-                .flatten();
+        let end: Option<i64> = sqlx::query_scalar(
+            "SELECT (extract(epoch from last_window_end) * 1e6)::bigint FROM alert_progress",
+        )
+        .fetch_optional(&db.pool)
+        .await
+        .ok()
+        .flatten();
         (end.is_some_and(|e| e >= last_needed)).then_some(())
     })
     .await;
     eventually(DEADLINE, "the outbox to drain", || async {
-        (scalar(&db.pool, "SELECT count(*) FROM alert_outbox WHERE sent_at IS NULL").await == 0).then_some(())
+        (scalar(
+            &db.pool,
+            "SELECT count(*) FROM alert_outbox WHERE sent_at IS NULL",
+        )
+        .await
+            == 0)
+            .then_some(())
     })
     .await;
     c.stop().await;
@@ -310,7 +384,11 @@ async fn every_episode_fires_and_resolves_once_through_evaluator_crashes() {
             "{k:?} fired in the window at {}, episode [{start}, {end})",
             v[0].2
         );
-        assert!(v[1].2 + WINDOW_US >= end, "{k:?} resolved at {} before the episode ended at {end}", v[1].2);
+        assert!(
+            v[1].2 + WINDOW_US >= end,
+            "{k:?} resolved at {} before the episode ended at {end}",
+            v[1].2
+        );
         transitions.insert((v[0].1.clone(), "firing".to_string(), k.0.clone()));
         transitions.insert((v[1].1.clone(), "resolved".to_string(), k.0.clone()));
     }
@@ -322,10 +400,17 @@ async fn every_episode_fires_and_resolves_once_through_evaluator_crashes() {
     let mut first_state: BTreeMap<String, AlertState> = BTreeMap::new();
     for e in &events {
         first_state.entry(e.alert_id.clone()).or_insert(e.state);
-        seen_rust.insert((e.alert_id.clone(), e.state.as_str().to_string(), e.rule.clone()));
+        seen_rust.insert((
+            e.alert_id.clone(),
+            e.state.as_str().to_string(),
+            e.rule.clone(),
+        ));
     }
     assert_eq!(seen_rust, transitions, "topic (Rust) vs table");
-    assert!(first_state.values().all(|s| *s == AlertState::Firing), "a resolved before its firing: {first_state:?}");
+    assert!(
+        first_state.values().all(|s| *s == AlertState::Firing),
+        "a resolved before its firing: {first_state:?}"
+    );
 
     // The topic, read independently in Python.
     let py: BTreeSet<(String, String, String)> = python_alerts(&bootstrap).into_iter().collect();

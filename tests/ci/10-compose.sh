@@ -2,7 +2,7 @@
 # Issue 7: docker-compose.yml is valid (Debian's docker-compose; no Docker engine runs here) and
 # every PERFSTREAM_* variable it sets for `perfstream run` is one the config accepts.
 set -euo pipefail
-: "${PERFSTREAM_BIN:?}"
+: "${E2E_PERFSTREAM_BIN:?}"
 if ! command -v docker-compose >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null
 fi
@@ -19,6 +19,6 @@ for k, v in (svc.get("environment") or {}).items():
 PYEOF
 )
   # shellcheck disable=SC2086
-  env -i PATH="$PATH" $envs "$PERFSTREAM_BIN" check-config >/dev/null
+  env -i PATH="$PATH" $envs "$E2E_PERFSTREAM_BIN" check-config >/dev/null
   echo "docker-compose.yml: $svc env accepted by check-config ($(echo "$envs" | wc -l) vars)"
 done

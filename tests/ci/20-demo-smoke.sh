@@ -3,12 +3,12 @@
 # rows of all three kinds and stored progress exist, and that the stored histograms decode in an
 # independent HdrHistogram implementation (Python hdrhistogram) to the stored percentiles.
 set -euo pipefail
-: "${DATABASE_URL:?} ${PERFSTREAM_BIN:?} ${PY:?}"
+: "${DATABASE_URL:?} ${E2E_PERFSTREAM_BIN:?} ${PY:?}"
 DB=demo_smoke_$$
 BASE=${DATABASE_URL%/*}
 psql -q "$DATABASE_URL" -c "CREATE DATABASE $DB"
 URL="$BASE/$DB"
-DATABASE_URL=$URL RUST_LOG=warn "$PERFSTREAM_BIN" demo --duration 60s --summary-every 10 | tee /tmp/demo-smoke.$$.log
+DATABASE_URL=$URL RUST_LOG=warn "$E2E_PERFSTREAM_BIN" demo --duration 60s --summary-every 10 | tee /tmp/demo-smoke.$$.log
 count() { psql -tA "$URL" -c "$1"; }
 q=$(count "SELECT count(*) FROM query_rollups")
 r=$(count "SELECT count(*) FROM request_rollups")

@@ -3,7 +3,9 @@
 //! failpoints), the load generator's truth file as the oracle, and polling with a deadline.
 //!
 //! Required environment (set by `scripts/test.sh`; a missing one fails the test loudly):
-//! `DATABASE_URL` (a superuser URL of a running Postgres) and `PERFSTREAM_BIN` (the binary).
+//! `DATABASE_URL` (a superuser URL of a running Postgres) and `E2E_PERFSTREAM_BIN` (the binary).
+
+pub mod setup;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -219,7 +221,7 @@ pub struct WorkerConfig<'a> {
 
 impl Worker {
     pub fn spawn(name: &str, c: &WorkerConfig<'_>) -> Worker {
-        let bin = require_env("PERFSTREAM_BIN");
+        let bin = require_env("E2E_PERFSTREAM_BIN");
         let log = c.log_dir.join(format!("{name}.log"));
         let out = std::fs::OpenOptions::new()
             .create(true)

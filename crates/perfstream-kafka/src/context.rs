@@ -82,6 +82,8 @@ pub(crate) struct Inner {
     owner: String,
     core: Mutex<Core>,
     stats: Arc<PipelineStats>,
+    /// When a broker error was last logged, and how many occurred since.
+    broker_errors: Mutex<(Option<std::time::Instant>, u64)>,
 }
 
 impl std::ops::Deref for PipelineContext {
@@ -109,6 +111,7 @@ impl PipelineContext {
             owner,
             core: Mutex::new(core),
             stats,
+            broker_errors: Mutex::new((None, 0)),
         }))
     }
 }
@@ -134,9 +137,18 @@ impl Inner {
         std::mem::take(&mut self.lock().rejoin)
     }
 
+    /// librdkafka reconnects and retries by itself; while the broker is away the error is
+    /// logged once per interval with the number of occurrences, never once per poll.
     pub(crate) fn broker_error(&self, e: &RdError) {
-        // librdkafka retries by itself; this is logged at most once per poll batch.
-        warn!(error = %e, "Kafka consumer error; retrying.");
+        let mut last = self.broker_errors.lock().unwrap_or_else(|p| p.into_inner());
+        last.1 += 1;
+        if last
+            .0
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
+        {
+            warn!(error = %e, occurrences = last.1, "Kafka consumer error; librdkafka keeps retrying.");
+            *last = (Some(std::time::Instant::now()), 0);
+        }
     }
 
     pub(crate) fn handle_message(
@@ -193,6 +205,12 @@ impl Inner {
                 }
                 Err(e) => error!(error = %e, "Engine refused an event of an assigned partition."),
             },
+            Err(e) if e.is_retriable() => {
+                // The schema registry is unreachable: the message is not bad, so it must not be
+                // dead-lettered. Stop; a restart replays from the last committed flush.
+                error!(error = %e, topic, partition, offset, "Cannot decode for now; stopping the pipeline.");
+                core.fatal = Some(KafkaError::Decode(e));
+            }
             Err(e) => {
                 if offset < part.applied_through {
                     return; // routed before the last committed flush

@@ -28,6 +28,8 @@ pub enum KafkaError {
     RevokeDeadline,
     #[error("invalid [window] config: {0}")]
     Window(#[from] perfstream_window::ConfigError),
+    #[error("decoding needs a service that is unavailable")]
+    Decode(#[source] perfstream_events::DecodeError),
     #[error("pipeline thread panicked")]
     Panicked,
 }

@@ -1,0 +1,17 @@
+//! The smoke subset on the infra README's second broker, tansu (a separate process speaking the
+//! Kafka protocol): topics created by `perfstream topics create`, a clean run and a crash with
+//! restart, both exact against the truth.
+
+use perfstream_e2e::setup::*;
+use perfstream_e2e::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tansu_clean_run_and_restart_are_exact() {
+    let broker = Broker::tansu().await;
+    let mut s = Setup::with(broker, TestDb::create("tansu").await, "tansu", 15_000, 21).await;
+    let a = s.worker("a", None);
+    s.progress_beyond(0).await;
+    a.kill();
+    let mut w = vec![s.worker("b", None)];
+    s.assert_exact(&mut w).await;
+}
