@@ -48,10 +48,11 @@ log "build"
 cargo build --workspace --all-targets
 # The fault tests need the crash points, compiled in only with the `failpoints` feature.
 cargo build -p perfstream --features failpoints
-cp target/debug/perfstream "$WORK/perfstream-failpoints"
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+cp "$TARGET/debug/perfstream" "$WORK/perfstream-failpoints"
 export E2E_PERFSTREAM_BIN=$WORK/perfstream-failpoints
 cargo build -p perfstream
-BIN=$ROOT/target/debug/perfstream
+BIN=$TARGET/debug/perfstream
 
 log "broker (librdkafka mock cluster)"
 "$BIN" dev-broker --partitions 4 --bootstrap-file "$WORK/bootstrap" >"$WORK/broker.log" 2>&1 &
