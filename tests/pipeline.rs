@@ -145,6 +145,12 @@ async fn stalled_owner_is_fenced() {
     .await;
     s.progress_beyond(p).await;
     a.signal("CONT");
+    // The stalled owner's late progress update is refused (compare-and-set on the generation).
+    eventually(DEADLINE, "the stalled owner to be fenced", || {
+        let fenced = a.log_contains("fenced");
+        async move { fenced.then_some(()) }
+    })
+    .await;
     let mut w = vec![a, b];
     s.assert_exact(&mut w).await;
 }

@@ -282,6 +282,10 @@ impl Worker {
         self.child.wait().expect("wait worker")
     }
 
+    pub fn log_contains(&self, needle: &str) -> bool {
+        std::fs::read_to_string(&self.log).unwrap_or_default().contains(needle)
+    }
+
     pub fn log_tail(&self) -> String {
         let s = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = s.lines().collect();
