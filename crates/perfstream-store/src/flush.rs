@@ -217,24 +217,47 @@ where
     K: Ord + Clone,
     F: Merge + Clone,
 {
-    let mut by_id: BTreeMap<(String, TimestampUs, K), Stored<'_, K, F>> = BTreeMap::new();
+    // Every row of a flush usually has the same window length: label it once.
+    let mut last: Option<(i64, String)> = None;
+    let mut rows = Vec::with_capacity(rollups.len());
     for r in rollups {
-        let resolution = base_resolution(r.window_start_us, r.window_end_us)?;
-        let id = (resolution.clone(), r.window_start_us, r.key.clone());
-        match by_id.get_mut(&id) {
-            Some(s) => s.rollup.to_mut().figures.merge(&r.figures),
-            None => {
-                by_id.insert(
-                    id,
-                    Stored {
-                        resolution,
-                        rollup: Cow::Borrowed(r),
-                    },
-                );
+        let len = r.window_end_us.wrapping_sub(r.window_start_us);
+        let resolution = match &last {
+            Some((l, label)) if *l == len && r.window_start_us.rem_euclid(len.max(1)) == 0 => {
+                label.clone()
             }
+            _ => {
+                let label = base_resolution(r.window_start_us, r.window_end_us)?;
+                last = Some((len, label.clone()));
+                label
+            }
+        };
+        rows.push(Stored {
+            resolution,
+            rollup: Cow::Borrowed(r),
+        });
+    }
+    rows.sort_unstable_by(|a, b| {
+        (&a.resolution, a.rollup.window_start_us, &a.rollup.key).cmp(&(
+            &b.resolution,
+            b.rollup.window_start_us,
+            &b.rollup.key,
+        ))
+    });
+    let mut out: Vec<Stored<'_, K, F>> = Vec::with_capacity(rows.len());
+    for s in rows {
+        match out.last_mut() {
+            Some(prev)
+                if prev.resolution == s.resolution
+                    && prev.rollup.window_start_us == s.rollup.window_start_us
+                    && prev.rollup.key == s.rollup.key =>
+            {
+                prev.rollup.to_mut().figures.merge(&s.rollup.figures);
+            }
+            _ => out.push(s),
         }
     }
-    Ok(by_id.into_values().collect())
+    Ok(out)
 }
 
 /// One catalog row per hash: smallest text, first and last seen (last_seen to within an hour).

@@ -563,3 +563,47 @@ async fn query_catalog_tracks_text_and_first_and_last_seen(pool: PgPool) {
         )
     );
 }
+
+/// Flushes larger than one bulk statement (they are sent in chunks, pipelined with encoding):
+/// existing rows in every chunk are found and merged, new ones inserted.
+#[sqlx::test(migrations = "../../migrations")]
+async fn large_flushes_with_existing_rows_in_every_chunk_merge_exactly(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    let claim = store.claim_partition(GROUP, TOPIC, 0, "p1").await.unwrap();
+    let keys = 2_600;
+    let rows = |pick: &dyn Fn(usize) -> bool| Rollups {
+        query: (0..keys)
+            .filter(|k| pick(*k))
+            .map(|k| query(T0, "api", &format!("h{k:05}"), &[k as i64 + 1], 1))
+            .collect(),
+        ..Rollups::default()
+    };
+    store
+        .write_flush(&flush(
+            "p1",
+            rows(&|k| k % 3 == 0),
+            vec![progress(&claim, 0, 1, T0)],
+        ))
+        .await
+        .unwrap();
+    store
+        .write_flush(&flush(
+            "p1",
+            rows(&|_| true),
+            vec![progress(&claim, 0, 2, T0)],
+        ))
+        .await
+        .unwrap();
+    let stored: Vec<(String, i64, i64)> =
+        sqlx::query_as("SELECT query_hash, count, sum_us FROM query_rollups ORDER BY query_hash")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let want: Vec<(String, i64, i64)> = (0..keys)
+        .map(|k| {
+            let n = if k % 3 == 0 { 2 } else { 1 };
+            (format!("h{k:05}"), n, n * (k as i64 + 1))
+        })
+        .collect();
+    assert_eq!(stored, want);
+}

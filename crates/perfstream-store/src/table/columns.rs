@@ -42,8 +42,8 @@ impl ColType {
     }
 }
 
-enum ColVec {
-    Text(Vec<String>),
+enum ColVec<'a> {
+    Text(Vec<&'a str>),
     Ts(Vec<DateTime<Utc>>),
     OptTs(Vec<Option<DateTime<Utc>>>),
     I64(Vec<i64>),
@@ -54,14 +54,14 @@ enum ColVec {
 /// Collects rows column by column. Each `push` fills the next column of the current row; the
 /// column order and types are the table's static schema, so a mismatch is a bug in this crate
 /// (caught by every store test), never a data error.
-pub(crate) struct Encoder {
-    cols: Vec<ColVec>,
+pub(crate) struct Encoder<'a> {
+    cols: Vec<ColVec<'a>>,
     at: usize,
     hist: super::hist::HistEncoder,
 }
 
-impl Encoder {
-    pub fn new(types: impl Iterator<Item = ColType>, rows: usize) -> Encoder {
+impl<'a> Encoder<'a> {
+    pub fn new(types: impl Iterator<Item = ColType>, rows: usize) -> Encoder<'a> {
         let cols = types
             .map(|t| match t {
                 ColType::Text => ColVec::Text(Vec::with_capacity(rows)),
@@ -79,7 +79,7 @@ impl Encoder {
         }
     }
 
-    fn next(&mut self) -> &mut ColVec {
+    fn next(&mut self) -> &mut ColVec<'a> {
         let c = &mut self.cols[self.at];
         self.at += 1;
         c
@@ -94,9 +94,9 @@ impl Encoder {
         self.at = 0;
     }
 
-    pub fn text(&mut self, v: &str) {
+    pub fn text(&mut self, v: &'a str) {
         match self.next() {
-            ColVec::Text(c) => c.push(v.to_owned()),
+            ColVec::Text(c) => c.push(v),
             _ => panic!("column type mismatch: text"),
         }
     }
@@ -161,7 +161,7 @@ impl Encoder {
         mut q: Query<'q, Postgres, PgArguments>,
         which: impl Iterator<Item = usize>,
     ) -> Query<'q, Postgres, PgArguments> {
-        let mut cols: Vec<Option<ColVec>> = self.cols.into_iter().map(Some).collect();
+        let mut cols: Vec<Option<ColVec<'a>>> = self.cols.into_iter().map(Some).collect();
         for i in which {
             q = match cols[i].take() {
                 Some(ColVec::Text(v)) => q.bind(v),

@@ -23,7 +23,7 @@ pub(crate) const LATENCY_COLS: [(&str, ColType); 11] = [
     ("hist", ColType::Bytes),
 ];
 
-pub(crate) fn encode_latency(enc: &mut Encoder, l: &Latency) {
+pub(crate) fn encode_latency(enc: &mut Encoder<'_>, l: &Latency) {
     enc.count(l.count);
     enc.i64(l.sum_us);
     enc.i64(l.min_us);

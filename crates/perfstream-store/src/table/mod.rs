@@ -67,7 +67,7 @@ pub(crate) trait Table: Send + Sync + 'static {
     fn sql() -> &'static TableSql;
 
     /// Appends the key and figure values of `r` (in [`Table::columns`] order).
-    fn encode(enc: &mut Encoder, r: &Rollup<Self::Key, Self::Figures>);
+    fn encode<'a>(enc: &mut Encoder<'a>, r: &'a Rollup<Self::Key, Self::Figures>);
     /// The key of a returned or selected row.
     fn decode_key(row: &PgRow) -> Result<Self::Key, StoreError>;
     /// The figures of a selected row (all columns).
@@ -79,8 +79,10 @@ pub(crate) trait Table: Send + Sync + 'static {
 
 /// Statements of one table, built from its column list.
 pub(crate) struct TableSql {
-    /// Bulk insert of new rows; returns the 1-based positions of the rows that already existed.
+    /// Bulk insert of new rows (`ON CONFLICT DO NOTHING`).
     pub insert: Arc<str>,
+    /// 1-based positions of the ids that this transaction did not insert.
+    pub not_ours: Arc<str>,
     /// Bulk upsert that overwrites existing rows (tier rebuilds).
     pub overwrite: Arc<str>,
     /// Locks existing rows by id, in the order of the id arrays.
@@ -142,16 +144,18 @@ impl TableSql {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        // The source keeps its array order (`ord`), the insert takes rows in that order (the
-        // lock order), and only the ordinals of rows that already existed come back: usually
-        // none, so the fast path transfers and decodes nothing.
-        let src_cols = format!("{col_list}, ord");
+        // Rows go in in array order (the lock order). The statement only counts; when it
+        // inserted fewer rows than it was given, `not_ours` finds which rows of the chunk this
+        // transaction did not insert (they existed, or vanished since): rare, so the common
+        // case transfers and joins nothing.
         let insert = format!(
-            "WITH src AS (SELECT * FROM UNNEST({all_unnest}) WITH ORDINALITY AS u({src_cols})), \
-             ins AS (INSERT INTO {table} ({col_list}) SELECT {col_list} FROM src ORDER BY ord \
-                     ON CONFLICT DO NOTHING RETURNING {id_list}) \
-             SELECT src.ord FROM src LEFT JOIN ins ON {} WHERE ins.resolution IS NULL ORDER BY src.ord",
-            id_match("src", "ins")
+            "INSERT INTO {table} ({col_list}) SELECT * FROM UNNEST({all_unnest}) ON CONFLICT DO NOTHING"
+        );
+        let not_ours = format!(
+            "SELECT k.ord FROM UNNEST({id_unnest}) WITH ORDINALITY AS k({id_list}, ord) \
+             LEFT JOIN {table} r ON {} AND r.xmin = pg_current_xact_id()::xid \
+             WHERE r.resolution IS NULL ORDER BY k.ord",
+            id_match("r", "k")
         );
         let overwrite = format!(
             "INSERT INTO {table} ({col_list}) SELECT * FROM UNNEST({all_unnest}) \
@@ -190,6 +194,7 @@ impl TableSql {
             delete_expired: delete_expired.into(),
             delete_expired_base: delete_expired_base.into(),
             insert: insert.into(),
+            not_ours: not_ours.into(),
             overwrite: overwrite.into(),
             lock: lock.into(),
             update: update.into(),
@@ -199,7 +204,7 @@ impl TableSql {
     }
 }
 
-fn encode_rows<T: Table>(rows: &[&Stored<'_, T::Key, T::Figures>]) -> Encoder {
+fn encode_rows<'a, T: Table>(rows: &[&'a Stored<'_, T::Key, T::Figures>]) -> Encoder<'a> {
     let mut enc = Encoder::new(
         [ColType::Text, ColType::Ts, ColType::Ts]
             .into_iter()
@@ -243,35 +248,63 @@ pub(crate) fn decode_row<T: Table>(
     })
 }
 
+/// Rows per bulk statement. Statements are pipelined against encoding: while Postgres
+/// inserts one chunk, this task encodes the next, so client and server work overlap.
+const CHUNK: usize = 1000;
+
 /// Inserts the rows that do not exist yet; returns the positions (in `rows`) of those that
-/// already existed. Rows must be sorted by id: inserts take their locks in array order, and a
-/// global order is what keeps two writers from deadlocking.
+/// already existed. Rows must be sorted by id: inserts take their locks in array order (chunk
+/// after chunk), and a global order is what keeps two writers from deadlocking.
 pub(crate) async fn insert_new<T: Table>(
     conn: &mut PgConnection,
     rows: &[&Stored<'_, T::Key, T::Figures>],
 ) -> Result<Vec<usize>, StoreError> {
-    if rows.is_empty() {
-        return Ok(Vec::new());
-    }
-    let q = encode_rows::<T>(rows).bind_all(sqlx::query(AssertSqlSafe(T::sql().insert.clone())));
-    let existing = q
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(StoreError::db("inserting rollups"))?;
-    existing
-        .iter()
-        .map(|r| {
-            let ord: i64 = r.try_get(0).map_err(StoreError::db("inserting rollups"))?;
-            usize::try_from(ord - 1)
+    let mut existing = Vec::new();
+    let chunks: Vec<&[&Stored<'_, T::Key, T::Figures>]> = rows.chunks(CHUNK).collect();
+    let mut next = chunks.first().map(|c| encode_rows::<T>(c));
+    for (ci, chunk) in chunks.iter().enumerate() {
+        let Some(enc) = next.take() else { break };
+        let q = enc.bind_all(sqlx::query(AssertSqlSafe(T::sql().insert.clone())));
+        let result = {
+            let mut exec = std::pin::pin!(q.execute(&mut *conn));
+            // Poll once so the statement is sent, encode the next chunk while the server
+            // works, then wait for the result.
+            let first =
+                std::future::poll_fn(|cx| std::task::Poll::Ready(exec.as_mut().poll(cx))).await;
+            next = chunks.get(ci + 1).map(|c| encode_rows::<T>(c));
+            match first {
+                std::task::Poll::Ready(r) => r,
+                std::task::Poll::Pending => exec.await,
+            }
+        };
+        let inserted = result
+            .map_err(StoreError::db("inserting rollups"))?
+            .rows_affected();
+        if inserted == chunk.len() as u64 {
+            continue;
+        }
+        let ids = std::iter::once(0).chain(1..2).chain(3..3 + T::KEY_COLS);
+        let not_ours = encode_rows::<T>(chunk)
+            .bind_some(sqlx::query(AssertSqlSafe(T::sql().not_ours.clone())), ids)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(StoreError::db("finding existing rollups"))?;
+        for r in not_ours {
+            let ord: i64 = r
+                .try_get(0)
+                .map_err(StoreError::db("finding existing rollups"))?;
+            let i = usize::try_from(ord - 1)
                 .ok()
-                .filter(|i| *i < rows.len())
+                .filter(|i| *i < chunk.len())
                 .ok_or(StoreError::InvalidColumn {
                     table: T::NAME,
                     column: "ord",
                     window_start_us: 0,
-                })
-        })
-        .collect()
+                })?;
+            existing.push(ci * CHUNK + i);
+        }
+    }
+    Ok(existing)
 }
 
 /// Inserts or overwrites rows (tier rebuilds).

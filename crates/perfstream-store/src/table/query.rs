@@ -42,7 +42,7 @@ impl Table for QueryTable {
         SQL.get_or_init(|| TableSql::build(NAME, Self::columns(), Self::KEY_COLS))
     }
 
-    fn encode(enc: &mut Encoder, r: &Rollup<QueryKey, QueryFigures>) {
+    fn encode<'a>(enc: &mut Encoder<'a>, r: &'a Rollup<QueryKey, QueryFigures>) {
         enc.text(&r.key.service);
         enc.text(&r.key.query_hash);
         enc.text(r.key.query_type.as_str());

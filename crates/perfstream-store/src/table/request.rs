@@ -47,7 +47,7 @@ impl Table for RequestTable {
         SQL.get_or_init(|| TableSql::build(NAME, Self::columns(), Self::KEY_COLS))
     }
 
-    fn encode(enc: &mut Encoder, r: &Rollup<RequestKey, RequestFigures>) {
+    fn encode<'a>(enc: &mut Encoder<'a>, r: &'a Rollup<RequestKey, RequestFigures>) {
         enc.text(&r.key.service);
         enc.text(&r.key.endpoint);
         enc.text(&r.key.method);

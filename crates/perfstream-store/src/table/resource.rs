@@ -103,7 +103,7 @@ impl Table for ResourceTable {
         SQL.get_or_init(|| TableSql::build(NAME, Self::columns(), Self::KEY_COLS))
     }
 
-    fn encode(enc: &mut Encoder, r: &Rollup<ResourceKey, ResourceFigures>) {
+    fn encode<'a>(enc: &mut Encoder<'a>, r: &'a Rollup<ResourceKey, ResourceFigures>) {
         enc.text(&r.key.service);
         enc.text(&r.key.instance);
         enc.count(r.figures.samples);
