@@ -194,8 +194,12 @@ mod tests {
         Jail::expect_with(|jail| {
             jail.clear_env();
             jail.set_env("DATABASE_URL", "postgres://u:hunter2@db/x");
-            jail.set_env("PERFSTREAM_KAFKA__LIBRDKAFKA__SASL.PASSWORD", "s3cret");
-            let c = Config::load(None).expect("loads");
+            // librdkafka keys contain dots, so they are set in the file (figment nests dotted env keys).
+            jail.create_file(
+                "p.toml",
+                "[kafka.librdkafka]\n\"sasl.password\" = \"s3cret\"\n",
+            )?;
+            let c = Config::load(Some(Path::new("p.toml"))).expect("loads");
             assert_eq!(c.postgres.url, "postgres://u:hunter2@db/x");
             let shown = c.redacted_toml();
             assert!(
