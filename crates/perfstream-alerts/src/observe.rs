@@ -100,11 +100,7 @@ pub fn cache_ratio(r: &ResourceRow) -> Option<(f64, u64)> {
 
 /// Cache hit ratio under an absolute threshold, or a relative drop under its baseline (the
 /// median of `history`, the previous windows' ratios).
-pub fn cache_hit_ratio(
-    rule: &Rule,
-    ratio: Option<(f64, u64)>,
-    history: &mut Vec<f64>,
-) -> Observation {
+pub fn cache_hit_ratio(rule: &Rule, ratio: Option<(f64, u64)>, history: &mut [f64]) -> Observation {
     let Some((v, lookups)) = ratio else {
         return Observation::absent();
     };

@@ -69,6 +69,7 @@ impl Evaluator {
         conn: &mut PgConnection,
         now_us: impl Fn() -> i64,
     ) -> Result<RoundStats, EvalError> {
+        let t_start = std::time::Instant::now();
         let Some(until) = read::complete_until(conn, &self.group).await? else {
             return Ok(RoundStats::default());
         };
@@ -97,7 +98,11 @@ impl Evaluator {
             }
             self.warmed = true;
         }
+        let t_read0 = std::time::Instant::now();
         let mut all = read::rows(conn, &res, first.start_us, last.start_us + 1).await?;
+        let t_read = t_read0.elapsed();
+        let mut t_base = std::time::Duration::ZERO;
+        let mut t_eval = std::time::Duration::ZERO;
         let regression = self.engine.rules().base(RuleId::Regression).clone();
         let mut recorded = Vec::new();
         let mut changes: BTreeMap<(RuleId, String), StateRow> = BTreeMap::new();
@@ -105,6 +110,7 @@ impl Evaluator {
             let mut rows = all
                 .remove(&w.start_us)
                 .unwrap_or_else(|| WindowRows::empty(*w));
+            let t0 = std::time::Instant::now();
             if regression.enabled {
                 read::baselines(
                     conn,
@@ -116,7 +122,10 @@ impl Evaluator {
                 )
                 .await?;
             }
+            t_base += t0.elapsed();
+            let t0 = std::time::Instant::now();
             let ev = self.engine.evaluate(&rows)?;
+            t_eval += t0.elapsed();
             for t in ev.transitions {
                 let at = now_us();
                 let event = t.to_event(at);
@@ -132,8 +141,10 @@ impl Evaluator {
                 changes.insert((c.rule, c.key.clone()), c);
             }
         }
+        let t0 = std::time::Instant::now();
         let queued =
             write::commit(conn, &self.group, &self.owner, last, &recorded, &changes).await?;
+        let t_commit = t0.elapsed();
         self.progress = Some(last);
         let stats = RoundStats {
             windows: wins.len(),
@@ -152,7 +163,18 @@ impl Evaluator {
                 t.message
             );
         }
-        debug!(group = %self.group, windows = stats.windows, transitions = stats.transitions, last_window_end = last.end_us, "Alert windows evaluated.");
+        debug!(
+            group = %self.group,
+            windows = stats.windows,
+            transitions = stats.transitions,
+            last_window_end = last.end_us,
+            total_ms = t_start.elapsed().as_secs_f64() * 1e3,
+            read_ms = t_read.as_secs_f64() * 1e3,
+            baselines_ms = t_base.as_secs_f64() * 1e3,
+            rules_ms = t_eval.as_secs_f64() * 1e3,
+            commit_ms = t_commit.as_secs_f64() * 1e3,
+            "Alert windows evaluated."
+        );
         Ok(stats)
     }
 }

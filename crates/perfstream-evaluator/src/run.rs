@@ -6,7 +6,7 @@ use std::future::Future;
 
 use perfstream_alerts::{AlertSettings, Engine};
 use perfstream_kafka::KafkaSettings;
-use sqlx::postgres::PgListener;
+use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -118,7 +118,12 @@ async fn lead(
         }
     }
     info!(group, owner, "Alert evaluator is active for the group.");
-    let mut listener = PgListener::connect_with(pool)
+    // A private one-connection pool: the listener keeps its connection for good, and must not
+    // take one from the pipeline's pool.
+    let listen_pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_lazy_with((*pool.connect_options()).clone());
+    let mut listener = PgListener::connect_with(&listen_pool)
         .await
         .map_err(db("connecting the flush listener"))?;
     listener

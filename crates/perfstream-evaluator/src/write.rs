@@ -183,14 +183,7 @@ pub(crate) async fn commit(
         queued = done.rows_affected() as usize;
     }
     let (mut del_rules, mut del_keys) = (Vec::new(), Vec::new());
-    let mut up: (
-        Vec<&str>,
-        Vec<&str>,
-        Vec<String>,
-        Vec<&str>,
-        Vec<Option<&str>>,
-    ) = Default::default();
-    let mut up_n: (Vec<chrono::DateTime<chrono::Utc>>, Vec<i32>, Vec<i32>) = Default::default();
+    let mut up = StateColumns::default();
     for c in changes.values() {
         match &c.phase {
             None => {
@@ -217,14 +210,15 @@ pub(crate) async fn commit(
                         *missing,
                     ),
                 };
-                up.0.push(c.rule.as_str());
-                up.1.push(c.key.as_str());
-                up.2.push(serde_json::to_string(&c.labels).unwrap_or_else(|_| "{}".into()));
-                up.3.push(phase);
-                up.4.push(alert_id);
-                up_n.0.push(to_ts(since_us));
-                up_n.1.push(i32::try_from(count).unwrap_or(i32::MAX));
-                up_n.2.push(i32::try_from(missing).unwrap_or(i32::MAX));
+                up.rules.push(c.rule.as_str());
+                up.keys.push(c.key.as_str());
+                up.labels
+                    .push(serde_json::to_string(&c.labels).unwrap_or_else(|_| "{}".into()));
+                up.phases.push(phase);
+                up.alert_ids.push(alert_id);
+                up.since.push(to_ts(since_us));
+                up.counts.push(i32::try_from(count).unwrap_or(i32::MAX));
+                up.missing.push(i32::try_from(missing).unwrap_or(i32::MAX));
             }
         }
     }
@@ -240,7 +234,7 @@ pub(crate) async fn commit(
         .await
         .map_err(db("clearing alert state"))?;
     }
-    if !up.0.is_empty() {
+    if !up.rules.is_empty() {
         sqlx::query(
             "INSERT INTO alert_state (group_id, rule, alert_key, labels, phase, alert_id, since, window_count,
                 missing_windows)
@@ -253,14 +247,14 @@ pub(crate) async fn commit(
                 missing_windows = EXCLUDED.missing_windows, updated_at = now()",
         )
         .bind(group)
-        .bind(&up.0)
-        .bind(&up.1)
-        .bind(&up.2)
-        .bind(&up.3)
-        .bind(&up.4)
-        .bind(&up_n.0)
-        .bind(&up_n.1)
-        .bind(&up_n.2)
+        .bind(&up.rules)
+        .bind(&up.keys)
+        .bind(&up.labels)
+        .bind(&up.phases)
+        .bind(&up.alert_ids)
+        .bind(&up.since)
+        .bind(&up.counts)
+        .bind(&up.missing)
         .execute(&mut *tx)
         .await
         .map_err(db("storing alert state"))?;
@@ -284,6 +278,19 @@ pub(crate) async fn commit(
         .map_err(db("committing the alert transaction"))?;
     crate::failpoint::hit("alerts_after_commit");
     Ok(queued)
+}
+
+/// The `alert_state` upserts of a batch, one array per column (bound to `unnest`).
+#[derive(Default)]
+struct StateColumns<'a> {
+    rules: Vec<&'a str>,
+    keys: Vec<&'a str>,
+    labels: Vec<String>,
+    phases: Vec<&'static str>,
+    alert_ids: Vec<Option<&'a str>>,
+    since: Vec<chrono::DateTime<chrono::Utc>>,
+    counts: Vec<i32>,
+    missing: Vec<i32>,
 }
 
 fn finite(v: f64) -> f64 {

@@ -81,7 +81,10 @@ fn windows(t: &Truth) -> Vec<WindowRows> {
 }
 
 /// (rule, key labels) -> states, in order, of every transition of the run.
-fn run(t: &Truth) -> BTreeMap<(String, BTreeMap<String, String>), Vec<(AlertState, String)>> {
+/// (rule, key labels) -> (state, alert id) of each transition, in order.
+type Transitions = BTreeMap<(String, BTreeMap<String, String>), Vec<(AlertState, String)>>;
+
+fn run(t: &Truth) -> Transitions {
     let mut e = Engine::new(&AlertSettings::default()).expect("default rules");
     let mut out: BTreeMap<_, Vec<_>> = BTreeMap::new();
     for w in windows(t) {
