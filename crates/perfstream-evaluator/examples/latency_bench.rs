@@ -143,6 +143,11 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // RUST_LOG=perfstream_evaluator=debug prints each round's phase timings.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let admin_url = std::env::var("DATABASE_URL").context("DATABASE_URL")?;
     let name = format!("bench_alerts_{}", std::process::id());
     let admin = PgPoolOptions::new()

@@ -23,6 +23,9 @@ pub(crate) struct Evaluator {
     progress: Option<Window>,
     resolution: Option<String>,
     warmed: bool,
+    /// Start of the oldest query or request row: baselines need `min_baseline_days` of history
+    /// before a window, so until then the baseline statements are skipped. Read once per lead.
+    oldest_us: Option<Option<i64>>,
 }
 
 /// What a round did.
@@ -60,6 +63,7 @@ impl Evaluator {
             progress,
             resolution: None,
             warmed: false,
+            oldest_us: None,
         })
     }
 
@@ -104,6 +108,10 @@ impl Evaluator {
         let mut t_base = std::time::Duration::ZERO;
         let mut t_eval = std::time::Duration::ZERO;
         let regression = self.engine.rules().base(RuleId::Regression).clone();
+        if regression.enabled && self.oldest_us.is_none() {
+            self.oldest_us = Some(read::oldest_latency_row(conn, &res).await?);
+        }
+        let history_needed_us = i64::from(regression.min_baseline_days.max(1)) * 86_400_000_000;
         let mut recorded = Vec::new();
         let mut changes: BTreeMap<(RuleId, String), StateRow> = BTreeMap::new();
         for w in &wins {
@@ -111,7 +119,11 @@ impl Evaluator {
                 .remove(&w.start_us)
                 .unwrap_or_else(|| WindowRows::empty(*w));
             let t0 = std::time::Instant::now();
-            if regression.enabled {
+            let history = self
+                .oldest_us
+                .flatten()
+                .is_some_and(|o| o <= w.start_us - history_needed_us);
+            if regression.enabled && history {
                 read::baselines(
                     conn,
                     &res,

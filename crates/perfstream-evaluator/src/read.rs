@@ -241,6 +241,22 @@ pub(crate) async fn rows(
     Ok(out)
 }
 
+/// Start of the oldest base-tier query or request row, if any.
+pub(crate) async fn oldest_latency_row(
+    conn: &mut PgConnection,
+    res: &str,
+) -> Result<Option<i64>, EvalError> {
+    let t: Option<DateTime<Utc>> = sqlx::query_scalar(
+        "SELECT least((SELECT min(window_start) FROM query_rollups WHERE resolution = $1),
+                      (SELECT min(window_start) FROM request_rollups WHERE resolution = $1))",
+    )
+    .bind(res)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db("finding the oldest rollup"))?;
+    Ok(t.map(from_ts))
+}
+
 fn column(s: Statistic) -> &'static str {
     match s {
         Statistic::P50 => "p50_us",

@@ -371,3 +371,77 @@ async fn a_flush_notifies_the_evaluator(pool: PgPool) {
         .expect("recv");
     assert_eq!(n.channel(), "perfstream_flush");
 }
+
+/// A request rollup row of the window starting at `start_us` with the given p95.
+async fn request_row(pool: &PgPool, start_us: i64, p95_ms: i64) {
+    sqlx::query(
+        "INSERT INTO request_rollups (resolution, window_start, window_end, service, endpoint, method,
+            count, sum_us, min_us, max_us, p50_us, p90_us, p95_us, p99_us, p999_us, hist,
+            status_2xx, status_3xx, status_4xx, status_5xx, status_other)
+         VALUES ('1m', to_timestamp($1), to_timestamp($2), 'shop', '/cart', 'GET',
+            50, 50000, 100, $3, 1000, 2000, $3, $3, $3, '\\x00'::bytea, 50, 0, 0, 0, 0)",
+    )
+    .bind(ts(start_us))
+    .bind(ts(start_us + MIN_US))
+    .bind(p95_ms * 1000)
+    .execute(pool)
+    .await
+    .expect("insert request row");
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn regression_against_the_stored_baseline(pool: PgPool) {
+    const DAY: i64 = 86_400_000_000;
+    let broker = DevBroker::start(1, 1, &Topics::default()).expect("broker");
+    let k = kafka(&broker);
+    // Three previous days at 100 ms in the same windows; today 300 ms in windows 2..5.
+    for i in 0..8 {
+        for d in 1..=3 {
+            request_row(&pool, T0 + i * MIN_US - d * DAY, 100).await;
+        }
+        request_row(
+            &pool,
+            T0 + i * MIN_US,
+            if (2..5).contains(&i) { 300 } else { 100 },
+        )
+        .await;
+    }
+    watermark(&pool, T0 + 8 * MIN_US, T0 + 8 * MIN_US).await;
+    let ev = Running::start(&pool, &k);
+    let t = eventually("the regression episode", || async {
+        let t = transitions(&pool).await;
+        (t.len() == 2).then_some(t)
+    })
+    .await;
+    ev.stop().await;
+    let got: Vec<(&str, &str, i64)> = t
+        .iter()
+        .map(|x| (x.1.as_str(), x.2.as_str(), x.3))
+        .collect();
+    // `for` 2: fires in window 3; 100 ms in window 5 is under 1.5x: resolved there.
+    assert_eq!(
+        got,
+        [
+            ("firing", "regression", T0 + 3 * MIN_US),
+            ("resolved", "regression", T0 + 5 * MIN_US)
+        ]
+    );
+    let (baseline, days, stat): (f64, i32, String) = sqlx::query_as(
+        "SELECT baseline_us, days, statistic FROM alert_baselines
+         WHERE kind = 'request' AND service = 'shop' AND target = '/cart' AND variant = 'GET'
+           AND window_start = to_timestamp($1)",
+    )
+    .bind(ts(T0 + 3 * MIN_US))
+    .fetch_one(&pool)
+    .await
+    .expect("stored baseline");
+    assert_eq!((baseline, days, stat.as_str()), (100_000.0, 3, "p95"));
+    let msg: String = sqlx::query_scalar("SELECT message FROM alerts WHERE state = 'firing'")
+        .fetch_one(&pool)
+        .await
+        .expect("message");
+    assert!(
+        msg.contains("3.00x its baseline (baseline 100.0 ms)"),
+        "{msg}"
+    );
+}
