@@ -40,6 +40,9 @@ pub struct PartitionProgress {
     pub applied_watermark_us: TimestampUs,
 }
 
+/// A decoded (owned) row of table `T`.
+type Owned<T> = Stored<'static, <T as Table>::Key, <T as Table>::Figures>;
+
 /// Row counts of one table in one flush.
 #[derive(Debug, Default, Clone, Copy)]
 struct Written {
@@ -147,7 +150,7 @@ impl Store {
                 break;
             }
             let locked = table::lock_existing::<T>(conn, &pending).await?;
-            let mut by_id: HashMap<RowId<T::Key>, Stored<'static, T::Key, T::Figures>> =
+            let mut by_id: HashMap<RowId<T::Key>, Owned<T>> =
                 locked.into_iter().map(|s| (s.id(), s)).collect();
             let mut merged = Vec::with_capacity(by_id.len());
             let mut missing = Vec::new();

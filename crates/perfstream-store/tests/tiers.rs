@@ -71,12 +71,13 @@ async fn write_all(store: &Store, owner: &str, rollups: Vec<QueryRollup>) {
     }
 }
 
-/// Stored tier rows: (window_start µs, hash) -> (count, sum, min, max, percentiles, hist).
-async fn tier_rows(
-    pool: &PgPool,
-    resolution: &str,
-) -> BTreeMap<(i64, String), (i64, i64, i64, i64, Vec<i64>, Vec<u8>)> {
-    let rows: Vec<(i64, String, i64, i64, i64, i64, Vec<i64>, Vec<u8>)> = sqlx::query_as(
+/// (count, sum, min, max, percentiles, hist) of a stored row.
+type Figures = (i64, i64, i64, i64, Vec<i64>, Vec<u8>);
+
+/// Stored tier rows: (window_start µs, hash) -> figures.
+async fn tier_rows(pool: &PgPool, resolution: &str) -> BTreeMap<(i64, String), Figures> {
+    type Row = (i64, String, i64, i64, i64, i64, Vec<i64>, Vec<u8>);
+    let rows: Vec<Row> = sqlx::query_as(
         "SELECT (extract(epoch FROM window_start) * 1000000)::bigint, query_hash, count, sum_us, min_us, max_us, \
                 ARRAY[p50_us, p90_us, p95_us, p99_us, p999_us], hist \
          FROM query_rollups WHERE resolution = $1",
@@ -90,9 +91,7 @@ async fn tier_rows(
         .collect()
 }
 
-fn expected(
-    d: &BTreeMap<(i64, String), Latency>,
-) -> BTreeMap<(i64, String), (i64, i64, i64, i64, Vec<i64>, Vec<u8>)> {
+fn expected(d: &BTreeMap<(i64, String), Latency>) -> BTreeMap<(i64, String), Figures> {
     d.iter()
         .map(|(k, l)| {
             (

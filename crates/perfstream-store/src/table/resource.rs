@@ -135,34 +135,30 @@ impl Table for ResourceTable {
             ..ResourceFigures::default()
         };
         for (g, names) in gauges_mut(&mut f).into_iter().zip(gauge_cols()) {
-            let count = count_column(row, NAME, static_str(&names[0]), ws)?;
+            let count = count_column(row, NAME, names[0].as_str(), ws)?;
             if count == 0 {
                 *g = Gauge::default();
                 continue;
             }
             let req = |i: usize| -> Result<i64, StoreError> {
-                column::<Option<i64>>(row, NAME, static_str(&names[i]), ws)?.ok_or(
+                column::<Option<i64>>(row, NAME, names[i].as_str(), ws)?.ok_or(
                     StoreError::InvalidColumn {
                         table: NAME,
-                        column: static_str(&names[i]),
+                        column: names[i].as_str(),
                         window_start_us: ws,
                     },
                 )
             };
-            let last_at = column::<Option<chrono::DateTime<chrono::Utc>>>(
-                row,
-                NAME,
-                static_str(&names[5]),
-                ws,
-            )?
-            .ok_or(StoreError::InvalidColumn {
-                table: NAME,
-                column: static_str(&names[5]),
-                window_start_us: ws,
-            })?;
+            let last_at =
+                column::<Option<chrono::DateTime<chrono::Utc>>>(row, NAME, names[5].as_str(), ws)?
+                    .ok_or(StoreError::InvalidColumn {
+                        table: NAME,
+                        column: names[5].as_str(),
+                        window_start_us: ws,
+                    })?;
             *g = Gauge {
                 count,
-                sum: column(row, NAME, static_str(&names[1]), ws)?,
+                sum: column(row, NAME, names[1].as_str(), ws)?,
                 min: req(2)?,
                 max: req(3)?,
                 last: req(4)?,
@@ -171,10 +167,4 @@ impl Table for ResourceTable {
         }
         Ok(f)
     }
-}
-
-/// The gauge column names live in a process-wide `OnceLock`, so they are `'static` already;
-/// this only spells that out for the error type's `&'static str`.
-fn static_str(s: &'static String) -> &'static str {
-    s.as_str()
 }
