@@ -1,34 +1,62 @@
 //! perfstream-store: the Postgres side of perfstream.
 //!
 //! **Key design choice: rollups and consumer progress commit in one transaction.** A flush
-//! ([`Store::write_flush`]) writes the closed windows of every partition in it and each
-//! partition's progress row (`consumer_offsets`) together, and the progress update is a
-//! compare-and-set on the claim's (owner, generation) ([`Store::claim_partition`]). The
+//! ([`Store::write_flush`]) writes the closed windows and corrections of every partition in it
+//! and each partition's progress row (`consumer_offsets`) together, and the progress update is
+//! a compare-and-set on the claim's (owner, generation) ([`Store::claim_partition`]). The
 //! pipeline resumes from that row, never from Kafka's committed offsets, which is what makes
-//! its counts exactly-once. A process that lost a partition gets [`StoreError::Fenced`] and
-//! its whole flush rolls back.
+//! its counts exactly-once. A process that lost a partition gets [`StoreError::Fenced`] and its
+//! whole flush rolls back; a flush with rows but no progress is refused
+//! ([`StoreError::MissingProgress`]), since nothing could fence it.
 //!
-//! Rows that already exist (late corrections, or a window of one key flushed by two
-//! processes) are merged in Rust with [`perfstream_window::Merge`] under `SELECT ... FOR
-//! UPDATE`, locked in one global key order so concurrent writers never deadlock. Histograms are
-//! stored in the standard HdrHistogram V2 compressed format, so any HdrHistogram
-//! implementation reads them.
+//! The write path, in one transaction:
+//! 1. **fast path**: new rows by chunked bulk `INSERT ... SELECT * FROM UNNEST(...) ON CONFLICT
+//!    DO NOTHING`, sorted by primary key (the global lock order); only when a chunk inserted
+//!    fewer rows than it was given does a second statement ask which rows this transaction did
+//!    not insert (by `xmin`);
+//! 2. **merge path** for those (late corrections, or one key flushed by two processes):
+//!    `SELECT ... FOR UPDATE` in the same key order, merge in Rust with
+//!    [`perfstream_window::Merge`] (histograms merged, percentiles recomputed), bulk `UPDATE`;
+//! 3. query catalog, tier dirty marks, progress compare-and-set, `COMMIT`.
 //!
-//! **SQL:** runtime `sqlx::query` with binds, not the compile-time `query!` macros: those need
-//! a live database or committed offline data at build time, which this workspace does not have.
-//! The bulk statements are built once from each table's static column list (schema, never
-//! data); every value is a bind. Schema and analyst SQL live in `migrations/` (embedded).
+//! Every writer takes row locks in one order (query, request, resource rows by key; catalog;
+//! marks; progress), so concurrent writers on overlapping keys wait for each other but never
+//! deadlock. Histograms are stored as HdrHistogram V2 compressed bytes, which any HdrHistogram
+//! implementation reads (see `table/hist.rs`).
+//!
+//! **SQL:** runtime `sqlx::query` with binds, not the compile-time `query!` macros: those need a
+//! live database or committed offline (`.sqlx`) data at build time, which this workspace does
+//! not have. The bulk statements are built once from each table's static column list (schema,
+//! never data); every value is a bind. Schema and analyst SQL live in `migrations/` at the
+//! repository root, embedded in [`MIGRATOR`].
 //!
 //! # Layout
-//! - `store.rs`: [`Store`], migrations, partition claims, test fault hook.
+//! - `store.rs`: [`Store`], migrations, partition claims, test fault hook ([`Stage`]).
 //! - `flush.rs`: [`FlushWrite`] and the write path.
-//! - `table/`: the three rollup tables: column lists, encode/decode, bulk statements.
+//! - `table/`: the three rollup tables (column lists, encode/decode, bulk statements) and the
+//!   histogram encoding.
 //! - `tiers.rs`: the '1h'/'1d' tier job; `retention.rs`: the retention job; `jobs.rs`: the
-//!   periodic task running both ([`run_maintenance`]).
-//! - `report.rs`: exact-percentile reports over a time range, and recommendations.
+//!   periodic task running both ([`run_maintenance`], [`MaintenanceSettings`]).
+//! - `report.rs`: exact-percentile slow-query report over a range, recommendations.
 //!
-//! Architecture invariant: this crate never aggregates events; it stores and merges the
-//! rollups `perfstream-window` produces, with that crate's merge.
+//! # Architecture invariants
+//! - This crate never aggregates events: it stores and merges the rollups `perfstream-window`
+//!   produces, with that crate's merge.
+//! - Nothing outside a flush transaction writes rollup rows of the base tier; the tiers job
+//!   writes only '1h'/'1d' rows, the retention job only deletes.
+//!
+//! # Tests
+//! Against a real Postgres; each test gets a fresh database (`#[sqlx::test]`), so the user in
+//! `DATABASE_URL` must be allowed to create databases:
+//! ```text
+//! DATABASE_URL=postgres://postgres@127.0.0.1:55432/postgres cargo nextest run -p perfstream-store
+//! ```
+//! The independent histogram check (Python `hdrhistogram`) reads any populated database, e.g.
+//! the one the write bench leaves behind:
+//! ```text
+//! DATABASE_URL=postgres://postgres@127.0.0.1:55432/postgres cargo bench -p perfstream-store --bench write
+//! .venv/bin/python tests/python/check_hist.py --database-url postgres://postgres@127.0.0.1:55432/perfstream_bench
+//! ```
 
 mod error;
 mod flush;

@@ -422,3 +422,60 @@ async fn report_percentiles_are_exact_over_the_range(pool: PgPool) {
         "{recs:?}"
     );
 }
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn views_show_recent_windows(pool: PgPool) {
+    let now = chrono::Utc::now().timestamp_micros();
+    let ws = (now - 5 * MIN_US).div_euclid(MIN_US) * MIN_US;
+    let old = ws - 10 * MIN_US;
+    write(
+        &pool,
+        vec![
+            query(ws, "api", "hot", &[10_000; 50], 1),
+            query(ws, "api", "cold", &[1_000; 5], 1),
+            query(old, "api", "cold", &[1_000; 5], 1),
+        ],
+        vec![
+            request(ws, "api", "/slow", &[900_000, 800_000], 1),
+            request(ws, "api", "/fast", &[1_000], 0),
+            request(old, "api", "/fast", &[5_000_000], 0),
+        ],
+        vec![resource(
+            ws,
+            "api",
+            "i0",
+            &[(0.25, 5, 10, 1, 10, 0)],
+            (1, 1),
+        )],
+    )
+    .await;
+    let (service, start, requests, worst, queries): (
+        String,
+        chrono::DateTime<chrono::Utc>,
+        i64,
+        i64,
+        i64,
+    ) = sqlx::query_as(
+        "SELECT service, window_start, requests::bigint, worst_endpoint_p99_us, queries::bigint \
+             FROM latest_window_per_service",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(service, "api");
+    assert_eq!(start.timestamp_micros(), ws);
+    assert_eq!((requests, queries), (3, 55));
+    assert!(worst >= 900_000, "{worst}");
+    let endpoints: Vec<(String,)> = sqlx::query_as("SELECT endpoint FROM top_endpoints_by_p99")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    // The old 5 s window of /fast is within the hour too, so it ranks first.
+    assert_eq!(endpoints, [("/fast".to_owned(),), ("/slow".to_owned(),)]);
+    let queries: Vec<(String, i64)> =
+        sqlx::query_as("SELECT query_hash, calls::bigint FROM top_queries_by_total_time")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(queries, [("hot".to_owned(), 50), ("cold".to_owned(), 10)]);
+}
