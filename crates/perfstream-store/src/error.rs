@@ -43,8 +43,9 @@ pub enum StoreError {
         window_start_us: TimestampUs,
     },
 
-    /// A rollup's window cannot be stored: the base window must be whole seconds, shorter than
-    /// an hour and divide it (so the '1h' tier is made of whole windows), and aligned to it.
+    /// A rollup's window cannot be stored: the base window must be whole milliseconds, shorter
+    /// than an hour and divide it (so the '1h' tier is made of whole windows), and aligned to
+    /// the epoch.
     #[error("rollup window {window_start_us}..{window_end_us} is not storable: {reason}")]
     InvalidWindow {
         window_start_us: TimestampUs,

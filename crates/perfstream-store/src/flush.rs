@@ -181,36 +181,61 @@ impl Store {
     }
 }
 
-/// The resolution label of a base window: its length, in minutes when whole ('1m', '5m'),
-/// else seconds ('30s'). Checks the window can be rolled up into hours.
-pub(crate) fn base_resolution(
-    start_us: TimestampUs,
-    end_us: TimestampUs,
-) -> Result<String, StoreError> {
+/// The resolution label of a base window length: in minutes when whole ('1m', '5m'), else
+/// seconds ('30s'), else milliseconds ('500ms'). The length must divide one hour (so the '1h'
+/// tier is made of whole windows) and be shorter. Call it on the configured window at start-up
+/// to refuse a window the store cannot roll up before any data flows.
+pub fn base_resolution_label(window_us: i64) -> Result<String, StoreError> {
     let invalid = |reason| StoreError::InvalidWindow {
-        window_start_us: start_us,
-        window_end_us: end_us,
+        window_start_us: 0,
+        window_end_us: window_us,
         reason,
+    };
+    if window_us <= 0 {
+        return Err(invalid("window length must be positive"));
+    }
+    if window_us % 1000 != 0 {
+        return Err(invalid("window length must be whole milliseconds"));
+    }
+    if window_us >= HOUR_US || HOUR_US % window_us != 0 {
+        return Err(invalid("window length must divide one hour and be shorter"));
+    }
+    let ms = window_us / 1000;
+    Ok(if ms % 60_000 == 0 {
+        format!("{}m", ms / 60_000)
+    } else if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    })
+}
+
+/// The label of one rollup's window, checking it is storable and aligned to the epoch.
+fn base_resolution(start_us: TimestampUs, end_us: TimestampUs) -> Result<String, StoreError> {
+    let with_window = |e: StoreError| match e {
+        StoreError::InvalidWindow { reason, .. } => StoreError::InvalidWindow {
+            window_start_us: start_us,
+            window_end_us: end_us,
+            reason,
+        },
+        other => other,
     };
     let len = end_us
         .checked_sub(start_us)
-        .filter(|l| *l > 0)
-        .ok_or(invalid("window_end must be after window_start"))?;
-    if len % 1_000_000 != 0 {
-        return Err(invalid("window length must be whole seconds"));
-    }
-    if len >= HOUR_US || HOUR_US % len != 0 {
-        return Err(invalid("window length must divide one hour and be shorter"));
-    }
+        .ok_or(StoreError::InvalidWindow {
+            window_start_us: start_us,
+            window_end_us: end_us,
+            reason: "window_end must be after window_start",
+        })?;
+    let label = base_resolution_label(len).map_err(with_window)?;
     if start_us.rem_euclid(len) != 0 {
-        return Err(invalid("window must be aligned to the epoch"));
+        return Err(StoreError::InvalidWindow {
+            window_start_us: start_us,
+            window_end_us: end_us,
+            reason: "window must be aligned to the epoch",
+        });
     }
-    let secs = len / 1_000_000;
-    Ok(if secs % 60 == 0 {
-        format!("{}m", secs / 60)
-    } else {
-        format!("{secs}s")
-    })
+    Ok(label)
 }
 
 /// Labels, sorts by primary key and merges duplicates (two rollups of the same window and key

@@ -68,7 +68,7 @@ mod table;
 mod tiers;
 
 pub use error::StoreError;
-pub use flush::{FlushWrite, PartitionProgress};
+pub use flush::{FlushWrite, PartitionProgress, base_resolution_label};
 pub use jobs::{MaintenanceSettings, run_maintenance};
 pub use report::{
     Recommendation, SlowQueryOptions, SlowQueryRow, recommendations, slow_query_report,

@@ -460,6 +460,8 @@ async fn windows_that_cannot_roll_up_into_hours_are_refused(pool: PgPool) {
         (T0 + 1, MIN_US),
         (T0, HOUR_US),
         (T0, 1_500),
+        (T0, 0),
+        (T0, -MIN_US),
     ] {
         let mut r = query(start, "api", "h1", &[1], 1);
         r.window_end_us = start + len;
@@ -496,6 +498,33 @@ async fn windows_that_cannot_roll_up_into_hours_are_refused(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(res, "30s");
+    // 500 ms windows too.
+    let mut r = query(T0 + 500_000, "api", "h2", &[1], 1);
+    r.window_end_us = r.window_start_us + 500_000;
+    let f = flush(
+        "p1",
+        Rollups {
+            query: vec![r],
+            ..Rollups::default()
+        },
+        vec![progress(&claim, 0, 1, T0)],
+    );
+    store.write_flush(&f).await.unwrap();
+    let res: String =
+        sqlx::query_scalar("SELECT resolution FROM query_rollups WHERE query_hash = 'h2'")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(res, "500ms");
+    assert_eq!(
+        perfstream_store::base_resolution_label(60_000_000).unwrap(),
+        "1m"
+    );
+    assert_eq!(
+        perfstream_store::base_resolution_label(2_000_000).unwrap(),
+        "2s"
+    );
+    assert!(perfstream_store::base_resolution_label(7 * 60_000_000).is_err());
 }
 
 /// The catalog keeps the smallest text and the first window, and refreshes last_seen when it
