@@ -636,3 +636,42 @@ async fn large_flushes_with_existing_rows_in_every_chunk_merge_exactly(pool: PgP
         .collect();
     assert_eq!(stored, want);
 }
+
+/// Postgres unreachable or the pool exhausted: retriable, so the pipeline backs off and
+/// retries; fencing and bad input are not.
+#[sqlx::test(migrations = "../../migrations")]
+async fn outages_are_retriable_and_fencing_is_not(pool: PgPool) {
+    let err = Store::connect("postgres://postgres@127.0.0.1:1/nothing", 1)
+        .await
+        .expect_err("nothing listens on port 1");
+    assert!(err.is_retriable(), "{err:?}");
+
+    let opts = (*pool.connect_options()).clone();
+    let tiny = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(std::time::Duration::from_millis(200))
+        .connect_with(opts)
+        .await
+        .unwrap();
+    let store = Store::from_pool(tiny.clone());
+    let claim = store.claim_partition(GROUP, TOPIC, 0, "p1").await.unwrap();
+    let held = tiny.acquire().await.unwrap();
+    let f = flush(
+        "p1",
+        sample_rollups(T0, 0),
+        vec![progress(&claim, 0, 1, T0)],
+    );
+    let err = store.write_flush(&f).await.expect_err("pool exhausted");
+    assert!(err.is_retriable(), "{err:?}");
+    drop(held);
+    store.write_flush(&f).await.unwrap();
+
+    assert!(
+        !StoreError::Fenced {
+            topic: TOPIC.into(),
+            partition: 0
+        }
+        .is_retriable()
+    );
+    assert!(!StoreError::MissingProgress.is_retriable());
+}
