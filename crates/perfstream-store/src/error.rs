@@ -53,6 +53,11 @@ pub enum StoreError {
         reason: &'static str,
     },
 
+    /// Rows existed at insert time but were gone when locked, again and again (concurrent
+    /// deletes, e.g. retention racing a replay of old data). Retrying the flush resolves it.
+    #[error("rows of {table} kept vanishing between insert and lock")]
+    RowsVanishing { table: &'static str },
+
     /// A flush with rollups but no partition progress: it could not be fenced, so it is
     /// refused.
     #[error("flush has rollups but no partition progress to compare-and-set")]
@@ -75,6 +80,7 @@ impl StoreError {
     pub fn is_retriable(&self) -> bool {
         match self {
             StoreError::Connect(e) | StoreError::Db { source: e, .. } => sqlx_retriable(e),
+            StoreError::RowsVanishing { .. } => true,
             _ => false,
         }
     }

@@ -169,12 +169,8 @@ impl Store {
             written.inserted += missing.len() - again.len();
             pending = again.into_iter().map(|i| missing[i]).collect();
         }
-        if let Some(s) = pending.first() {
-            return Err(StoreError::InvalidWindow {
-                window_start_us: s.rollup.window_start_us,
-                window_end_us: s.rollup.window_end_us,
-                reason: "row kept disappearing between insert and lock",
-            });
+        if !pending.is_empty() {
+            return Err(StoreError::RowsVanishing { table: T::NAME });
         }
         self.fault(Stage::Merged { table: T::NAME })?;
         Ok(written)
