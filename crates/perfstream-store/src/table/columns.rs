@@ -147,30 +147,19 @@ impl<'a> Encoder<'a> {
         }
     }
 
+    /// Binds every column, in order, as $1, $2, ...
     pub fn bind_all<'q>(
         self,
-        q: Query<'q, Postgres, PgArguments>,
-    ) -> Query<'q, Postgres, PgArguments> {
-        let n = self.cols.len();
-        self.bind_some(q, 0..n)
-    }
-
-    /// Binds the columns at `which` (ascending), as $1, $2, ...
-    pub fn bind_some<'q>(
-        self,
         mut q: Query<'q, Postgres, PgArguments>,
-        which: impl Iterator<Item = usize>,
     ) -> Query<'q, Postgres, PgArguments> {
-        let mut cols: Vec<Option<ColVec<'a>>> = self.cols.into_iter().map(Some).collect();
-        for i in which {
-            q = match cols[i].take() {
-                Some(ColVec::Text(v)) => q.bind(v),
-                Some(ColVec::Ts(v)) => q.bind(v),
-                Some(ColVec::OptTs(v)) => q.bind(v),
-                Some(ColVec::I64(v)) => q.bind(v),
-                Some(ColVec::OptI64(v)) => q.bind(v),
-                Some(ColVec::Bytes(v)) => q.bind(v),
-                None => panic!("column {i} bound twice"),
+        for col in self.cols {
+            q = match col {
+                ColVec::Text(v) => q.bind(v),
+                ColVec::Ts(v) => q.bind(v),
+                ColVec::OptTs(v) => q.bind(v),
+                ColVec::I64(v) => q.bind(v),
+                ColVec::OptI64(v) => q.bind(v),
+                ColVec::Bytes(v) => q.bind(v),
             };
         }
         q

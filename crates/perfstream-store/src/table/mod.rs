@@ -66,8 +66,10 @@ pub(crate) trait Table: Send + Sync + 'static {
     /// The statements, built once.
     fn sql() -> &'static TableSql;
 
-    /// Appends the key and figure values of `r` (in [`Table::columns`] order).
-    fn encode<'a>(enc: &mut Encoder<'a>, r: &'a Rollup<Self::Key, Self::Figures>);
+    /// Appends the key values (the first [`Table::KEY_COLS`] of [`Table::columns`]).
+    fn encode_key<'a>(enc: &mut Encoder<'a>, k: &'a Self::Key);
+    /// Appends the figure values (the rest of [`Table::columns`]).
+    fn encode_figures(enc: &mut Encoder<'_>, f: &Self::Figures);
     /// The key of a returned or selected row.
     fn decode_key(row: &PgRow) -> Result<Self::Key, StoreError>;
     /// The figures of a selected row (all columns).
@@ -215,7 +217,25 @@ fn encode_rows<'a, T: Table>(rows: &[&'a Stored<'_, T::Key, T::Figures>]) -> Enc
         enc.text(&s.resolution);
         enc.ts(s.rollup.window_start_us);
         enc.ts(s.rollup.window_end_us);
-        T::encode(&mut enc, &s.rollup);
+        T::encode_key(&mut enc, &s.rollup.key);
+        T::encode_figures(&mut enc, &s.rollup.figures);
+        enc.end_row();
+    }
+    enc
+}
+
+/// Only the id columns (resolution, window_start, key) of `rows`, bound as $1, $2, ...
+fn encode_ids<'a, T: Table>(rows: &[&'a Stored<'_, T::Key, T::Figures>]) -> Encoder<'a> {
+    let mut enc = Encoder::new(
+        [ColType::Text, ColType::Ts]
+            .into_iter()
+            .chain(T::columns()[..T::KEY_COLS].iter().map(|(_, t)| *t)),
+        rows.len(),
+    );
+    for s in rows {
+        enc.text(&s.resolution);
+        enc.ts(s.rollup.window_start_us);
+        T::encode_key(&mut enc, &s.rollup.key);
         enc.end_row();
     }
     enc
@@ -283,9 +303,8 @@ pub(crate) async fn insert_new<T: Table>(
         if inserted == chunk.len() as u64 {
             continue;
         }
-        let ids = std::iter::once(0).chain(1..2).chain(3..3 + T::KEY_COLS);
-        let not_ours = encode_rows::<T>(chunk)
-            .bind_some(sqlx::query(AssertSqlSafe(T::sql().not_ours.clone())), ids)
+        let not_ours = encode_ids::<T>(chunk)
+            .bind_all(sqlx::query(AssertSqlSafe(T::sql().not_ours.clone())))
             .fetch_all(&mut *conn)
             .await
             .map_err(StoreError::db("finding existing rollups"))?;
@@ -332,11 +351,8 @@ pub(crate) async fn lock_existing<T: Table>(
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let enc = encode_rows::<T>(rows);
-    // Id columns: resolution, window_start, then the keys (window_end is column 2).
-    let ids = std::iter::once(0).chain(1..2).chain(3..3 + T::KEY_COLS);
-    let locked = enc
-        .bind_some(sqlx::query(AssertSqlSafe(T::sql().lock.clone())), ids)
+    let locked = encode_ids::<T>(rows)
+        .bind_all(sqlx::query(AssertSqlSafe(T::sql().lock.clone())))
         .fetch_all(&mut *conn)
         .await
         .map_err(StoreError::db("locking existing rollups"))?;

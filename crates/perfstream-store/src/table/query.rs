@@ -3,7 +3,7 @@
 use std::sync::OnceLock;
 
 use perfstream_events::{QueryType, TimestampUs};
-use perfstream_window::{QueryFigures, QueryKey, Rollup};
+use perfstream_window::{QueryFigures, QueryKey};
 use sqlx::postgres::PgRow;
 
 use super::latency::{LATENCY_COLS, column, decode_latency, encode_latency};
@@ -42,14 +42,17 @@ impl Table for QueryTable {
         SQL.get_or_init(|| TableSql::build(NAME, Self::columns(), Self::KEY_COLS))
     }
 
-    fn encode<'a>(enc: &mut Encoder<'a>, r: &'a Rollup<QueryKey, QueryFigures>) {
-        enc.text(&r.key.service);
-        enc.text(&r.key.query_hash);
-        enc.text(r.key.query_type.as_str());
-        enc.text(&r.key.tenant_id);
-        encode_latency(enc, &r.figures.latency);
-        enc.i64(r.figures.rows_sum);
-        enc.i64(r.figures.rows_max);
+    fn encode_key<'a>(enc: &mut Encoder<'a>, k: &'a QueryKey) {
+        enc.text(&k.service);
+        enc.text(&k.query_hash);
+        enc.text(k.query_type.as_str());
+        enc.text(&k.tenant_id);
+    }
+
+    fn encode_figures(enc: &mut Encoder<'_>, f: &QueryFigures) {
+        encode_latency(enc, &f.latency);
+        enc.i64(f.rows_sum);
+        enc.i64(f.rows_max);
     }
 
     fn decode_key(row: &PgRow) -> Result<QueryKey, StoreError> {

@@ -3,7 +3,7 @@
 use std::sync::OnceLock;
 
 use perfstream_events::TimestampUs;
-use perfstream_window::{RequestFigures, RequestKey, Rollup};
+use perfstream_window::{RequestFigures, RequestKey};
 use sqlx::postgres::PgRow;
 
 use super::latency::{LATENCY_COLS, column, count_column, decode_latency, encode_latency};
@@ -47,12 +47,14 @@ impl Table for RequestTable {
         SQL.get_or_init(|| TableSql::build(NAME, Self::columns(), Self::KEY_COLS))
     }
 
-    fn encode<'a>(enc: &mut Encoder<'a>, r: &'a Rollup<RequestKey, RequestFigures>) {
-        enc.text(&r.key.service);
-        enc.text(&r.key.endpoint);
-        enc.text(&r.key.method);
-        encode_latency(enc, &r.figures.latency);
-        let f = &r.figures;
+    fn encode_key<'a>(enc: &mut Encoder<'a>, k: &'a RequestKey) {
+        enc.text(&k.service);
+        enc.text(&k.endpoint);
+        enc.text(&k.method);
+    }
+
+    fn encode_figures(enc: &mut Encoder<'_>, f: &RequestFigures) {
+        encode_latency(enc, &f.latency);
         for c in [
             f.status_2xx,
             f.status_3xx,

@@ -4,7 +4,7 @@
 use std::sync::OnceLock;
 
 use perfstream_events::TimestampUs;
-use perfstream_window::{Gauge, ResourceFigures, ResourceKey, Rollup};
+use perfstream_window::{Gauge, ResourceFigures, ResourceKey};
 use sqlx::postgres::PgRow;
 
 use super::latency::{column, count_column};
@@ -103,11 +103,14 @@ impl Table for ResourceTable {
         SQL.get_or_init(|| TableSql::build(NAME, Self::columns(), Self::KEY_COLS))
     }
 
-    fn encode<'a>(enc: &mut Encoder<'a>, r: &'a Rollup<ResourceKey, ResourceFigures>) {
-        enc.text(&r.key.service);
-        enc.text(&r.key.instance);
-        enc.count(r.figures.samples);
-        for g in gauges(&r.figures) {
+    fn encode_key<'a>(enc: &mut Encoder<'a>, k: &'a ResourceKey) {
+        enc.text(&k.service);
+        enc.text(&k.instance);
+    }
+
+    fn encode_figures(enc: &mut Encoder<'_>, f: &ResourceFigures) {
+        enc.count(f.samples);
+        for g in gauges(f) {
             let some = g.count > 0;
             enc.count(g.count);
             enc.i64(g.sum);
@@ -116,8 +119,8 @@ impl Table for ResourceTable {
             enc.opt_i64(some.then_some(g.last));
             enc.opt_ts(some.then_some(g.last_at_us));
         }
-        enc.i64(r.figures.cache_hits);
-        enc.i64(r.figures.cache_misses);
+        enc.i64(f.cache_hits);
+        enc.i64(f.cache_misses);
     }
 
     fn decode_key(row: &PgRow) -> Result<ResourceKey, StoreError> {
