@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use perfstream_alerts::{AlertSettings, Engine, RuleId, StateRow, Window, WindowRows};
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool};
 use tracing::{debug, info};
 
 use crate::error::EvalError;
@@ -23,6 +23,9 @@ pub(crate) struct Evaluator {
     progress: Option<Window>,
     resolution: Option<String>,
     warmed: bool,
+    /// A small pool for the row reads, which run the three kinds in parallel (reads need no
+    /// fencing; every write goes through the lock connection).
+    reads: PgPool,
     /// Start of the oldest query or request row: baselines need `min_baseline_days` of history
     /// before a window, so until then the baseline statements are skipped. Read once per lead.
     oldest_us: Option<Option<i64>>,
@@ -43,6 +46,7 @@ impl Evaluator {
         settings: &AlertSettings,
         group: &str,
         owner: &str,
+        reads: PgPool,
     ) -> Result<Evaluator, EvalError> {
         let mut engine = Engine::new(settings)?;
         let state = write::load_state(conn, group).await?;
@@ -63,6 +67,7 @@ impl Evaluator {
             progress,
             resolution: None,
             warmed: false,
+            reads,
             oldest_us: None,
         })
     }
@@ -94,7 +99,7 @@ impl Evaluator {
         if !self.warmed {
             let len = first.end_us - first.start_us;
             let hist_from = first.start_us - len * self.engine.history_windows() as i64;
-            for rows in read::rows(conn, &res, hist_from, first.start_us)
+            for rows in read::rows(&self.reads, &res, hist_from, first.start_us)
                 .await?
                 .values()
             {
@@ -103,7 +108,7 @@ impl Evaluator {
             self.warmed = true;
         }
         let t_read0 = std::time::Instant::now();
-        let mut all = read::rows(conn, &res, first.start_us, last.start_us + 1).await?;
+        let mut all = read::rows(&self.reads, &res, first.start_us, last.start_us + 1).await?;
         let t_read = t_read0.elapsed();
         let mut t_base = std::time::Duration::ZERO;
         let mut t_eval = std::time::Duration::ZERO;

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use perfstream_alerts::{
     Latency, QueryRow, RequestRow, ResourceRow, Statistic, Window, WindowRows,
 };
-use sqlx::{AssertSqlSafe, PgConnection, Row};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool, Row};
 
 use crate::error::{EvalError, db};
 
@@ -111,7 +111,7 @@ fn ppm(v: Option<f64>) -> Option<f64> {
 
 /// The rows of every kind of the windows starting in `[from_us, to_us)`, per window start.
 pub(crate) async fn rows(
-    conn: &mut PgConnection,
+    pool: &PgPool,
     res: &str,
     from_us: i64,
     to_us: i64,
@@ -127,19 +127,37 @@ pub(crate) async fn rows(
         w.start_us
     };
     let (from, to) = (to_ts(from_us), to_ts(to_us));
-    let q = sqlx::query(
-        "SELECT window_start, window_end, service, query_hash, query_type, count,
+    // The three kinds in parallel, each on its own connection of the read pool.
+    let fetch = |sql: &'static str| {
+        sqlx::query(sql)
+            .bind(res)
+            .bind(from)
+            .bind(to)
+            .fetch_all(pool)
+    };
+    let (q_rows, r_rows, s_rows) = tokio::try_join!(
+        fetch(
+            "SELECT window_start, window_end, service, query_hash, query_type, count,
                 p50_us, p90_us, p95_us, p99_us, p999_us, max_us
-         FROM query_rollups WHERE resolution = $1 AND window_start >= $2 AND window_start < $3",
+         FROM query_rollups WHERE resolution = $1 AND window_start >= $2 AND window_start < $3"
+        ),
+        fetch(
+            "SELECT window_start, window_end, service, endpoint, method, count,
+                p50_us, p90_us, p95_us, p99_us, p999_us, max_us, status_5xx
+         FROM request_rollups WHERE resolution = $1 AND window_start >= $2 AND window_start < $3"
+        ),
+        fetch(
+            "SELECT window_start, window_end, service, instance,
+                cpu_ppm_mean, memory_utilization_ppm_mean, memory_utilization_ppm_last,
+                pool_utilization_ppm_mean, pool_utilization_ppm_max, pool_waiters_max,
+                gc_pause_us_sum, gc_pause_us_samples, interval_us_sum, interval_us_samples,
+                cache_hits, cache_misses
+         FROM resource_rollups WHERE resolution = $1 AND window_start >= $2 AND window_start < $3"
+        ),
     )
-    .bind(res)
-    .bind(from)
-    .bind(to)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(db("reading query rollups"))?;
-    let mut queries = Vec::with_capacity(q.len());
-    for r in &q {
+    .map_err(db("reading the rollups of a window"))?;
+    let mut queries = Vec::with_capacity(q_rows.len());
+    for r in &q_rows {
         let k = slot(r);
         queries.push((
             k,
@@ -152,19 +170,8 @@ pub(crate) async fn rows(
             },
         ));
     }
-    let q = sqlx::query(
-        "SELECT window_start, window_end, service, endpoint, method, count,
-                p50_us, p90_us, p95_us, p99_us, p999_us, max_us, status_5xx
-         FROM request_rollups WHERE resolution = $1 AND window_start >= $2 AND window_start < $3",
-    )
-    .bind(res)
-    .bind(from)
-    .bind(to)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(db("reading request rollups"))?;
-    let mut requests = Vec::with_capacity(q.len());
-    for r in &q {
+    let mut requests = Vec::with_capacity(r_rows.len());
+    for r in &r_rows {
         let k = slot(r);
         requests.push((
             k,
@@ -178,22 +185,8 @@ pub(crate) async fn rows(
             },
         ));
     }
-    let q = sqlx::query(
-        "SELECT window_start, window_end, service, instance,
-                cpu_ppm_mean, memory_utilization_ppm_mean, memory_utilization_ppm_last,
-                pool_utilization_ppm_mean, pool_utilization_ppm_max, pool_waiters_max,
-                gc_pause_us_sum, gc_pause_us_samples, interval_us_sum, interval_us_samples,
-                cache_hits, cache_misses
-         FROM resource_rollups WHERE resolution = $1 AND window_start >= $2 AND window_start < $3",
-    )
-    .bind(res)
-    .bind(from)
-    .bind(to)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(db("reading resource rollups"))?;
-    let mut resources = Vec::with_capacity(q.len());
-    for r in &q {
+    let mut resources = Vec::with_capacity(s_rows.len());
+    for r in &s_rows {
         let k = slot(r);
         let gc_samples: i64 = r.get("gc_pause_us_samples");
         let interval_samples: i64 = r.get("interval_us_samples");

@@ -130,7 +130,10 @@ async fn lead(
         .listen(FLUSH_CHANNEL)
         .await
         .map_err(db("listening for flushes"))?;
-    let mut ev = Evaluator::load(&mut conn, settings, group, owner).await?;
+    let reads = PgPoolOptions::new()
+        .max_connections(3)
+        .connect_lazy_with((*pool.connect_options()).clone());
+    let mut ev = Evaluator::load(&mut conn, settings, group, owner, reads).await?;
     let mut tick = tokio::time::interval(settings.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let now = || chrono::Utc::now().timestamp_micros();
