@@ -18,8 +18,8 @@
 //!   group in `consumer_offsets` has passed its end. Later corrections to a judged window do
 //!   not re-judge it.
 //! - **One leader per group**: a session-level advisory lock (`pg_try_advisory_lock` of
-//!   `perfstream-alerts/<group>`) on a dedicated connection that also carries every read and
-//!   write of the leader. Stand-bys retry every `alerts.lock_retry`; when the leader's process
+//!   `perfstream-alerts/<group>`) on a dedicated connection that also carries every write of
+//!   the leader (rollup rows are read on a small read pool, the three kinds in parallel). Stand-bys retry every `alerts.lock_retry`; when the leader's process
 //!   dies its session ends, the lock is free, and a stand-by takes over.
 //! - **State**: `alert_state` (pending/firing phase per rule and key), `alert_progress` (last
 //!   judged window), both rebuilt into the engine on taking the lead; the trend and baseline
