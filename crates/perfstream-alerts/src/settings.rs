@@ -143,47 +143,68 @@ pub enum Statistic {
 #[serde(deny_unknown_fields, default)]
 pub struct RulePatch {
     /// Evaluate the rule at all.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub severity: Option<Severity>,
     /// Fire threshold, in the rule's unit.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub threshold: Option<f64>,
     /// Clear threshold (hysteresis): a firing alert clears only past this value.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub clear_threshold: Option<f64>,
     /// Consecutive breaching windows before the alert fires (1 = the first one).
-    #[serde(rename = "for")]
+    #[serde(skip_serializing_if = "Option::is_none", rename = "for")]
     pub for_windows: Option<u32>,
     /// Clear windows an alert stays firing before it resolves.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub keep_firing_for: Option<u32>,
     /// Windows without data (no row, or under `min_count`) a firing or pending key survives;
     /// one more resolves it (or drops the pending state).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub no_data_windows: Option<u32>,
     /// Extra labels put on the rule's alerts (e.g. `team = "payments"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub labels: Option<BTreeMap<String, String>>,
     /// Latency rules: the figure compared.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub statistic: Option<Statistic>,
     /// Least events (calls, requests, cache lookups) a window needs to be judged.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub min_count: Option<u64>,
     /// Trend rules: windows in the fit; cache rule: windows in the baseline median.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub windows: Option<u32>,
     /// Trend rules: least R² of the least-squares fit to fire.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub min_r2: Option<f64>,
     /// Trend rules: R² under which a firing trend clears.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub clear_r2: Option<f64>,
     /// Trend rules: least Kendall rank correlation (monotonic rise; rejects steps).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub min_tau: Option<f64>,
     /// Cache rule: relative drop under the baseline that fires (0.3 = 30 % under).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub relative_drop: Option<f64>,
     /// Cache rule: relative drop a firing alert must get back above.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub clear_relative_drop: Option<f64>,
     /// Memory leak: fire only when the fit reaches the limit within this time.
-    #[serde(with = "humantime_serde::option")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        with = "humantime_serde::option"
+    )]
     pub max_time_to_limit: Option<Duration>,
     /// Connection leak: largest relative growth of the service's request rate over the fit
     /// that still counts as flat.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_rate_growth: Option<f64>,
     /// Regression: days of history in the baseline median.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub baseline_days: Option<u32>,
     /// Regression: least days with a row before a baseline exists.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub min_baseline_days: Option<u32>,
 }
 
