@@ -9,7 +9,7 @@ use crate::{Retention, Store};
 
 /// Settings of the tiers and retention jobs (`[store.maintenance]` or wherever the binary
 /// nests them). Durations are humantime strings ("10m", "7days").
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MaintenanceSettings {
     /// How often the jobs run. Default 1m.

@@ -64,6 +64,10 @@ pub struct Config {
     pub window: perfstream_window::WindowConfig,
     pub pipeline: PipelineSettings,
     pub decode: perfstream_events::DecodeConfig,
+    /// Alert rules and the evaluator (see docs/alerts.md).
+    pub alerts: perfstream_alerts::AlertSettings,
+    /// Tier rebuilds ('1h', '1d') and retention.
+    pub maintenance: perfstream_store::MaintenanceSettings,
     pub log: LogSettings,
 }
 

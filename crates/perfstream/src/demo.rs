@@ -110,6 +110,15 @@ pub async fn run(args: DemoArgs, mut cfg: Config) -> Result<()> {
         wait_stop(stop_rx),
     ));
 
+    let evaluator = tokio::spawn({
+        let (alerts, pool, kafka, rx) = (
+            cfg.alerts.clone(),
+            store.pool().clone(),
+            cfg.kafka.clone(),
+            stop_tx.subscribe(),
+        );
+        async move { perfstream_evaluator::run_evaluator(alerts, pool, &kafka, wait_stop(rx)).await }
+    });
     let started = Instant::now();
     let deadline = args.duration.map(|d| started + d);
     let mut tick = tokio::time::interval(Duration::from_secs(args.summary_every.max(1)));
@@ -151,11 +160,14 @@ pub async fn run(args: DemoArgs, mut cfg: Config) -> Result<()> {
     let _ = stop_tx.send(true);
     generator.abort();
     let result = pipeline.await.context("pipeline task")?;
+    if let Err(e) = evaluator.await.context("alert evaluator task")? {
+        eprintln!("alert evaluator: {e:#}");
+    }
     drop(broker);
     let rows = row_counts(&store).await.unwrap_or_default();
     println!(
-        "Done: {} query, {} request, {} resource rollup rows.",
-        rows.0, rows.1, rows.2
+        "Done: {} query, {} request, {} resource rollup rows, {} alert transitions.",
+        rows.0, rows.1, rows.2, rows.3
     );
     store.pool().close().await;
     drop(pg);

@@ -134,10 +134,6 @@ impl EmbeddedPg {
         format!("postgres://postgres@127.0.0.1:{}/perfstream", self.port)
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     fn run(&self, tool: &str, args: &[&str]) -> Result<()> {
         let exe = self.bin.join(tool);
         let out = if self.as_postgres {

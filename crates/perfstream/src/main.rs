@@ -213,17 +213,50 @@ async fn run(cfg: Config) -> Result<()> {
     }
     let stats = Arc::new(PipelineStats::default());
     info!(bootstrap = %cfg.kafka.bootstrap_servers, group = %cfg.kafka.group_id, "Starting pipeline.");
-    perfstream_kafka::run_pipeline(
+    // One shutdown signal fans out to the pipeline, the alert evaluator and the maintenance jobs.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop_tx = Arc::new(stop_tx);
+    {
+        let tx = stop_tx.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = tx.send(true);
+        });
+    }
+    let evaluator = tokio::spawn({
+        let (alerts, pool, kafka, rx) = (
+            cfg.alerts.clone(),
+            store.pool().clone(),
+            cfg.kafka.clone(),
+            stop_rx.clone(),
+        );
+        async move { perfstream_evaluator::run_evaluator(alerts, pool, &kafka, wait_stop(rx)).await }
+    });
+    let maintenance = tokio::spawn(perfstream_store::run_maintenance(
+        store.clone(),
+        cfg.maintenance.clone(),
+        wait_stop(stop_rx.clone()),
+    ));
+    let pipeline = perfstream_kafka::run_pipeline(
         cfg.kafka,
         cfg.pipeline,
         cfg.window,
         cfg.decode,
         store,
         stats,
-        shutdown_signal(),
+        wait_stop(stop_rx),
     )
-    .await
-    .context("pipeline")
+    .await;
+    // The pipeline returns on shutdown or on a fatal error: stop the others either way.
+    let _ = stop_tx.send(true);
+    let evaluated = evaluator.await.context("alert evaluator task")?;
+    maintenance.await.context("maintenance task")?;
+    pipeline.context("pipeline")?;
+    evaluated.context("alert evaluator")
+}
+
+async fn wait_stop(mut rx: tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stopped| *stopped).await;
 }
 
 /// Kafka must keep data for the correction horizon plus the longest a window stays open
