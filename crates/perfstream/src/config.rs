@@ -170,6 +170,17 @@ mod tests {
     }
 
     #[test]
+    fn example_file_is_valid_and_matches_the_defaults() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../perfstream.example.toml");
+            let c = Config::load(Some(&path)).expect("perfstream.example.toml loads");
+            assert_eq!(c, Config::default(), "the example documents the defaults");
+            Ok(())
+        });
+    }
+
+    #[test]
     fn unknown_key_is_named() {
         Jail::expect_with(|jail| {
             jail.clear_env();
