@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use perfstream_events::TimestampUs;
-use perfstream_window::{Merge, QueryRollup, Rollup, Rollups};
+use perfstream_window::{Merge, Rollup, Rollups};
 use sqlx::{PgConnection, Row};
 use tracing::Instrument;
 
@@ -101,7 +101,7 @@ impl Store {
             .write_table::<ResourceTable>(&mut tx, &resource)
             .await?;
         let rollups_at = t.elapsed();
-        upsert_catalog(&mut tx, &flush.rollups.query).await?;
+        let catalog = self.catalog.upsert(&mut tx, &flush.rollups.query).await?;
         self.fault(Stage::Catalog)?;
         let catalog_at = t.elapsed();
         mark_hours_dirty(&mut tx, &hours).await?;
@@ -112,6 +112,7 @@ impl Store {
         tx.commit()
             .await
             .map_err(StoreError::db("committing a flush"))?;
+        self.catalog.committed(catalog);
         self.fault(Stage::AfterCommit)?;
         let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
         tracing::debug!(
@@ -282,78 +283,6 @@ where
         }
     }
     Ok(out)
-}
-
-/// One catalog row per hash: smallest text, first and last seen (last_seen to within an hour).
-async fn upsert_catalog(conn: &mut PgConnection, rows: &[QueryRollup]) -> Result<(), StoreError> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    struct Entry<'a> {
-        query_type: &'static str,
-        text: Option<&'a str>,
-        first: TimestampUs,
-        last: TimestampUs,
-    }
-    let mut by_hash: BTreeMap<&str, Entry<'_>> = BTreeMap::new();
-    for r in rows {
-        let text = r.figures.query_text.as_deref();
-        let e = by_hash.entry(&r.key.query_hash).or_insert(Entry {
-            query_type: r.key.query_type.as_str(),
-            text,
-            first: r.window_start_us,
-            last: r.window_end_us,
-        });
-        e.first = e.first.min(r.window_start_us);
-        e.last = e.last.max(r.window_end_us);
-        e.text = match (e.text, text) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-    }
-    let hashes: Vec<&str> = by_hash.keys().copied().collect();
-    let types: Vec<&str> = by_hash.values().map(|e| e.query_type).collect();
-    let texts: Vec<Option<&str>> = by_hash.values().map(|e| e.text).collect();
-    let firsts: Vec<_> = by_hash.values().map(|e| to_ts(e.first)).collect();
-    let lasts: Vec<_> = by_hash.values().map(|e| to_ts(e.last)).collect();
-    // New hashes first; existing rows are left alone (and unlocked) unless this flush moves
-    // first_seen earlier, brings a smaller text, or moves last_seen on by more than an hour:
-    // every flush sees most of its hashes again, and rewriting (and locking) their catalog
-    // rows each time would serialize concurrent writers for nothing.
-    sqlx::query(
-        "INSERT INTO query_catalog (query_hash, query_type, normalized_text, first_seen, last_seen) \
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[]) \
-         ON CONFLICT (query_hash) DO NOTHING",
-    )
-    .bind(&hashes)
-    .bind(&types)
-    .bind(&texts)
-    .bind(&firsts)
-    .bind(&lasts)
-    .execute(&mut *conn)
-    .await
-    .map_err(StoreError::db("inserting into the query catalog"))?;
-    sqlx::query(
-        "UPDATE query_catalog AS c SET \
-             normalized_text = LEAST(c.normalized_text, u.normalized_text COLLATE \"C\"), \
-             first_seen = LEAST(c.first_seen, u.first_seen), \
-             last_seen = GREATEST(c.last_seen, u.last_seen) \
-         FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[]) \
-             AS u(query_hash, normalized_text, first_seen, last_seen) \
-         WHERE c.query_hash = u.query_hash \
-           AND (u.first_seen < c.first_seen \
-                OR u.last_seen > c.last_seen + interval '1 hour' \
-                OR u.normalized_text COLLATE \"C\" < c.normalized_text \
-                OR (c.normalized_text IS NULL AND u.normalized_text IS NOT NULL))",
-    )
-    .bind(&hashes)
-    .bind(&texts)
-    .bind(&firsts)
-    .bind(&lasts)
-    .execute(&mut *conn)
-    .await
-    .map_err(StoreError::db("updating the query catalog"))?;
-    Ok(())
 }
 
 /// Marks the hours whose base rows this flush touched, for the tiers job. `DO UPDATE` (not

@@ -32,7 +32,7 @@
 //!
 //! # Layout
 //! - `store.rs`: [`Store`], migrations, partition claims, test fault hook ([`Stage`]).
-//! - `flush.rs`: [`FlushWrite`] and the write path.
+//! - `flush.rs`: [`FlushWrite`] and the write path; `catalog.rs`: `query_catalog` upkeep.
 //! - `table/`: the three rollup tables (column lists, encode/decode, bulk statements) and the
 //!   histogram encoding.
 //! - `tiers.rs`: the '1h'/'1d' tier job; `retention.rs`: the retention job; `jobs.rs`: the
@@ -58,6 +58,7 @@
 //! .venv/bin/python tests/python/check_hist.py --database-url postgres://postgres@127.0.0.1:55432/perfstream_bench
 //! ```
 
+mod catalog;
 mod error;
 mod flush;
 mod jobs;

@@ -35,6 +35,8 @@ pub type FaultHook = std::sync::Arc<dyn Fn(Stage) -> Result<(), StoreError> + Se
 #[derive(Clone)]
 pub struct Store {
     pub(crate) pool: PgPool,
+    /// What this process knows the query catalog holds (see `catalog.rs`).
+    pub(crate) catalog: crate::catalog::Catalog,
     #[cfg(feature = "failpoints")]
     hook: Option<FaultHook>,
 }
@@ -74,6 +76,7 @@ impl Store {
     pub fn from_pool(pool: PgPool) -> Store {
         Store {
             pool,
+            catalog: crate::catalog::Catalog::default(),
             #[cfg(feature = "failpoints")]
             hook: None,
         }
