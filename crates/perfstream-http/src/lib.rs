@@ -1,0 +1,32 @@
+//! perfstream's operations surface: one HTTP server for Prometheus, the orchestrator's probes
+//! and people.
+//!
+//! | path | what |
+//! |---|---|
+//! | `GET /metrics` | pipeline counters, OpenMetrics text, read from `PipelineStats` at scrape time |
+//! | `GET /healthz` | 200 while the process runs |
+//! | `GET /readyz` | 200 when Postgres answers `SELECT 1` within 1 s, else 503 |
+//! | `GET /` | the dashboard: one static page (`assets/dashboard.html`), vanilla JS, no CDN |
+//! | `GET /api/overview`, `/api/slow-queries`, `/api/recommendations`, `/api/alerts`, `/api/pipeline` | JSON the dashboard polls |
+//!
+//! Key design choice: the pipeline never pays for observability. It bumps plain atomics; the
+//! metrics are a custom collector that snapshots them when scraped, and the dashboard reads
+//! only committed rows through the analyst views and functions (`docs/analysts.md`), which
+//! Postgres renders as JSON. This crate writes nothing.
+//!
+//! Layout: `settings.rs` (`HttpSettings`), `server.rs` (bind, router, probes), `metrics.rs`
+//! (collector), `api.rs` (the JSON endpoints and their SQL), `error.rs`.
+//!
+//! ```ignore
+//! perfstream_http::serve(settings.http, stats.clone(), read_pool, shutdown_signal).await?;
+//! ```
+
+mod api;
+mod error;
+mod metrics;
+mod server;
+mod settings;
+
+pub use error::HttpError;
+pub use server::{HttpServer, serve};
+pub use settings::HttpSettings;

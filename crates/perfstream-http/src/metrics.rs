@@ -1,0 +1,171 @@
+//! `/metrics`: the pipeline's counters in the Prometheus/OpenMetrics text format.
+//!
+//! The pipeline counts in plain atomics (`PipelineStats`); nothing here runs per event. A
+//! custom [`Collector`] reads `PipelineStats::snapshot()` when Prometheus scrapes and turns each
+//! field into a constant sample, so the hot path pays nothing for being observable.
+
+use std::sync::Arc;
+
+use perfstream_kafka::{PipelineStats, StatsSnapshot};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+
+/// Content type of the exposition `encode` writes.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Counters: the name without `_total` (the encoder appends it), help, value.
+type CounterSpec = (&'static str, &'static str, fn(&StatsSnapshot) -> u64);
+
+const COUNTERS: &[CounterSpec] = &[
+    (
+        "perfstream_messages_in",
+        "Kafka messages polled from the input topics.",
+        |s| s.messages_in,
+    ),
+    (
+        "perfstream_events_aggregated",
+        "Decoded events recorded into an open window or a correction.",
+        |s| s.events_aggregated,
+    ),
+    (
+        "perfstream_events_skipped_replay",
+        "Events skipped on replay because a committed flush already covers them.",
+        |s| s.events_skipped_replay,
+    ),
+    (
+        "perfstream_dead_lettered",
+        "Undecodable or invalid messages routed to the dead-letter topic.",
+        |s| s.dead_lettered,
+    ),
+    (
+        "perfstream_too_late",
+        "Events beyond the correction horizon routed to the late topic.",
+        |s| s.too_late,
+    ),
+    (
+        "perfstream_corrections",
+        "Late events merged into windows that had already been written.",
+        |s| s.corrections,
+    ),
+    (
+        "perfstream_flushes",
+        "Flush transactions committed to Postgres.",
+        |s| s.flushes,
+    ),
+    (
+        "perfstream_flush_failures",
+        "Flush attempts that failed and will be retried (Postgres down or slow).",
+        |s| s.flush_failures,
+    ),
+    (
+        "perfstream_fenced",
+        "Flushes refused because another consumer owns the partition now.",
+        |s| s.fenced,
+    ),
+    (
+        "perfstream_rows_written",
+        "Rollup rows inserted or merged by committed flushes.",
+        |s| s.rows_written,
+    ),
+    (
+        "perfstream_windows_closed",
+        "Windows closed by the watermark and written.",
+        |s| s.windows_closed,
+    ),
+    (
+        "perfstream_rebalances",
+        "Consumer group rebalances (assignments) this process went through.",
+        |s| s.rebalances,
+    ),
+];
+
+/// Reads the pipeline's atomics at scrape time.
+#[derive(Debug)]
+struct PipelineCollector {
+    stats: Arc<PipelineStats>,
+}
+
+impl Collector for PipelineCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let snap = self.stats.snapshot();
+        for (name, help, value) in COUNTERS {
+            let counter = ConstCounter::new(value(&snap));
+            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+            counter.encode(metric)?;
+        }
+        let partitions = ConstGauge::new(snap.assigned_partitions as i64);
+        let metric = encoder.encode_descriptor(
+            "perfstream_assigned_partitions",
+            "Input partitions this process owns now.",
+            None,
+            partitions.metric_type(),
+        )?;
+        partitions.encode(metric)?;
+        // The watermark is event time in microseconds; 0 until the first flush.
+        let watermark = ConstGauge::new(snap.watermark_us as f64 / 1e6);
+        let metric = encoder.encode_descriptor(
+            "perfstream_watermark_seconds",
+            "Event-time watermark of the last committed flush, Unix seconds (0 before the first).",
+            None,
+            watermark.metric_type(),
+        )?;
+        watermark.encode(metric)?;
+        Ok(())
+    }
+}
+
+/// A registry whose only source is the pipeline collector.
+pub fn registry(stats: Arc<PipelineStats>) -> Registry {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(PipelineCollector { stats }));
+    registry
+}
+
+/// The text exposition of `registry`, ending with `# EOF`.
+pub fn encode(registry: &Registry) -> Result<String, std::fmt::Error> {
+    let mut out = String::with_capacity(4096);
+    prometheus_client::encoding::text::encode(&mut out, registry)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    #[test]
+    fn every_counter_and_gauge_reads_the_snapshot_at_encode_time() {
+        let stats = Arc::new(PipelineStats::default());
+        let registry = registry(stats.clone());
+        stats.flush_failures.store(3, Relaxed);
+        stats.watermark_us.store(1_767_225_600_500_000, Relaxed);
+        stats.assigned_partitions.store(4, Relaxed);
+        let text = encode(&registry).expect("encode");
+        assert!(
+            text.contains("\nperfstream_flush_failures_total 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nperfstream_messages_in_total 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nperfstream_assigned_partitions 4\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nperfstream_watermark_seconds 1767225600.5\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        stats.flush_failures.store(4, Relaxed);
+        let text = encode(&registry).expect("encode");
+        assert!(
+            text.contains("\nperfstream_flush_failures_total 4\n"),
+            "{text}"
+        );
+    }
+}

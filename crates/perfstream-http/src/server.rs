@@ -1,0 +1,154 @@
+//! The listener, the router and the probe handlers.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use perfstream_kafka::PipelineStats;
+use prometheus_client::registry::Registry;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+
+use crate::{HttpError, HttpSettings, api, metrics};
+
+/// How long `/readyz` waits for Postgres (pool acquire included) before answering 503.
+const READY_TIMEOUT: Duration = Duration::from_secs(1);
+
+static DASHBOARD: &str = include_str!("../assets/dashboard.html");
+
+/// What every handler shares. Cloned per request (two `Arc`s and a pool handle).
+#[derive(Clone)]
+pub struct AppState {
+    /// The pipeline's counters: read by `/metrics` (through `registry`) and `/api/pipeline`.
+    pub stats: Arc<PipelineStats>,
+    /// Postgres for `/readyz` and the API. Better a small pool of its own than the flush
+    /// pool, so a dashboard left open never delays a flush.
+    pub pool: PgPool,
+    /// Holds the collector that reads `stats` at scrape time.
+    registry: Arc<Registry>,
+}
+
+/// A bound, not yet running server: bind first to learn the address (port 0 in tests), then
+/// [`HttpServer::run`].
+pub struct HttpServer {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl HttpServer {
+    /// Binds `settings.listen` (whatever `enabled` says).
+    pub async fn bind(
+        settings: &HttpSettings,
+        stats: Arc<PipelineStats>,
+        pool: PgPool,
+    ) -> Result<Self, HttpError> {
+        let listener = TcpListener::bind(settings.listen.as_str())
+            .await
+            .map_err(|source| HttpError::Bind {
+                listen: settings.listen.clone(),
+                source,
+            })?;
+        let registry = Arc::new(metrics::registry(stats.clone()));
+        Ok(Self {
+            listener,
+            state: AppState {
+                stats,
+                pool,
+                registry,
+            },
+        })
+    }
+
+    /// The bound address (the real port when `listen` asked for port 0).
+    pub fn local_addr(&self) -> Result<SocketAddr, HttpError> {
+        self.listener.local_addr().map_err(HttpError::Serve)
+    }
+
+    /// Serves until `shutdown` completes, then finishes the requests in flight.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), HttpError> {
+        let addr = self.local_addr()?;
+        tracing::info!(%addr, "Serving metrics, probes and the dashboard.");
+        axum::serve(self.listener, router(self.state))
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(HttpError::Serve)?;
+        tracing::info!(%addr, "HTTP server stopped.");
+        Ok(())
+    }
+}
+
+/// Binds `settings.listen` and serves until `shutdown` completes. Returns at once when
+/// `settings.enabled` is false.
+pub async fn serve(
+    settings: HttpSettings,
+    stats: Arc<PipelineStats>,
+    pool: PgPool,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), HttpError> {
+    if !settings.enabled {
+        tracing::info!("HTTP server disabled (http.enabled = false).");
+        return Ok(());
+    }
+    HttpServer::bind(&settings, stats, pool)
+        .await?
+        .run(shutdown)
+        .await
+}
+
+fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(dashboard))
+        .route("/metrics", get(metrics_text))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/api/overview", get(api::overview))
+        .route("/api/slow-queries", get(api::slow_queries))
+        .route("/api/recommendations", get(api::recommendations))
+        .route("/api/alerts", get(api::alerts))
+        .route("/api/pipeline", get(api::pipeline))
+        .with_state(state)
+}
+
+async fn dashboard() -> Html<&'static str> {
+    Html(DASHBOARD)
+}
+
+async fn metrics_text(State(state): State<AppState>) -> Response {
+    match metrics::encode(&state.registry) {
+        Ok(text) => ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// Liveness: the process answers.
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Readiness: Postgres answers `SELECT 1` within [`READY_TIMEOUT`].
+async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
+    let ping = sqlx::query("SELECT 1").execute(&state.pool);
+    match tokio::time::timeout(READY_TIMEOUT, ping).await {
+        Ok(Ok(_)) => (StatusCode::OK, "ready\n"),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "Readiness check: Postgres failed.");
+            (StatusCode::SERVICE_UNAVAILABLE, "postgres unavailable\n")
+        }
+        Err(_) => {
+            tracing::warn!(
+                timeout_ms = READY_TIMEOUT.as_millis() as u64,
+                "Readiness check: Postgres did not answer in time."
+            );
+            (StatusCode::SERVICE_UNAVAILABLE, "postgres timed out\n")
+        }
+    }
+}

@@ -1,0 +1,516 @@
+//! The HTTP surface against a real Postgres: one fresh, migrated database per test
+//! (`#[sqlx::test]`; DATABASE_URL must let the user create databases), a server on port 0 and
+//! plain HTTP/1.0 requests over a `TcpStream`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use perfstream_http::{HttpServer, HttpSettings, serve};
+use perfstream_kafka::PipelineStats;
+use serde_json::Value;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+struct Reply {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+}
+
+/// One GET with HTTP/1.0, so the server closes the connection after the body.
+async fn get(addr: SocketAddr, path: &str) -> Reply {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.expect("read");
+    let text = String::from_utf8(raw).expect("utf-8 response");
+    let (head, body) = text.split_once("\r\n\r\n").expect("header end");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status code");
+    Reply {
+        status,
+        head: head.to_ascii_lowercase(),
+        body: body.to_owned(),
+    }
+}
+
+/// A server on a free port, stopped when the sender is dropped or fired.
+async fn start(pool: PgPool, stats: Arc<PipelineStats>) -> (SocketAddr, oneshot::Sender<()>) {
+    let settings = HttpSettings {
+        listen: "127.0.0.1:0".to_owned(),
+        enabled: true,
+    };
+    let server = HttpServer::bind(&settings, stats, pool)
+        .await
+        .expect("bind");
+    let addr = server.local_addr().expect("addr");
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(server.run(async move {
+        let _ = rx.await;
+    }));
+    (addr, tx)
+}
+
+/// The start of the current minute, from the database clock (the views compare with now()).
+async fn this_minute(pool: &PgPool) -> DateTime<Utc> {
+    sqlx::query_scalar("SELECT date_trunc('minute', now())")
+        .fetch_one(pool)
+        .await
+        .expect("now")
+}
+
+async fn insert_request(
+    pool: &PgPool,
+    ws: DateTime<Utc>,
+    (service, endpoint): (&str, &str),
+    (count, errors): (i64, i64),
+    (p95_us, p99_us): (i64, i64),
+) {
+    sqlx::query(
+        "INSERT INTO request_rollups (resolution, window_start, window_end, service, endpoint,
+             method, count, sum_us, min_us, max_us, p50_us, p90_us, p95_us, p99_us, p999_us,
+             hist, status_2xx, status_3xx, status_4xx, status_5xx, status_other)
+         VALUES ('1m', $1, $1 + interval '1 minute', $2, $3, 'GET', $4, $4 * 1000, 100,
+             $6 * 2, 900, $5, $5, $6, $6 * 2, '\\x00', $4 - $7, 0, 0, $7, 0)",
+    )
+    .bind(ws)
+    .bind(service)
+    .bind(endpoint)
+    .bind(count)
+    .bind(p95_us)
+    .bind(p99_us)
+    .bind(errors)
+    .execute(pool)
+    .await
+    .expect("insert request rollup");
+}
+
+async fn insert_query(
+    pool: &PgPool,
+    ws: DateTime<Utc>,
+    (service, hash): (&str, &str),
+    count: i64,
+    p99_us: i64,
+    rows_per_call: i64,
+) {
+    sqlx::query(
+        "INSERT INTO query_rollups (resolution, window_start, window_end, service, query_hash,
+             query_type, count, sum_us, min_us, max_us, p50_us, p90_us, p95_us, p99_us, p999_us,
+             hist, rows_sum, rows_max)
+         VALUES ('1m', $1, $1 + interval '1 minute', $2, $3, 'select', $4, $4 * $5 / 2, 10,
+             $5, $5 / 4, $5 / 2, $5 / 2, $5, $5, '\\x00', $4 * $6, $6)",
+    )
+    .bind(ws)
+    .bind(service)
+    .bind(hash)
+    .bind(count)
+    .bind(p99_us)
+    .bind(rows_per_call)
+    .execute(pool)
+    .await
+    .expect("insert query rollup");
+    sqlx::query(
+        "INSERT INTO query_catalog VALUES ($1, 'select', 'SELECT * FROM orders WHERE id = ?', now(), now())
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(hash)
+    .execute(pool)
+    .await
+    .expect("insert catalog");
+}
+
+#[sqlx::test(migrator = "perfstream_store::MIGRATOR")]
+async fn serve_answers_probes_metrics_and_the_dashboard_then_stops(pool: PgPool) {
+    let stats = Arc::new(PipelineStats::default());
+    stats.messages_in.store(12_345, Relaxed);
+    stats.events_aggregated.store(12_000, Relaxed);
+    stats.dead_lettered.store(7, Relaxed);
+    stats.too_late.store(3, Relaxed);
+    stats.corrections.store(11, Relaxed);
+    stats.flushes.store(42, Relaxed);
+    stats.flush_failures.store(2, Relaxed);
+    stats.fenced.store(1, Relaxed);
+    stats.rows_written.store(999, Relaxed);
+    stats.assigned_partitions.store(4, Relaxed);
+    stats.watermark_us.store(1_767_225_660_250_000, Relaxed);
+
+    // `serve` takes an address, so find a free port first; a race for it would fail the test
+    // loudly (bind error), never pass it wrongly.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port");
+    let settings = HttpSettings {
+        listen: addr.to_string(),
+        enabled: true,
+    };
+    let (tx, rx) = oneshot::channel::<()>();
+    let server: JoinHandle<_> = tokio::spawn(serve(settings, stats.clone(), pool, async move {
+        let _ = rx.await;
+    }));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(addr).await.is_err() {
+        assert!(!server.is_finished(), "serve returned before listening");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "server not up in 10 s"
+        );
+        tokio::task::yield_now().await;
+    }
+
+    let health = get(addr, "/healthz").await;
+    assert_eq!(health.status, 200);
+    let ready = get(addr, "/readyz").await;
+    assert_eq!(ready.status, 200, "{}", ready.body);
+
+    let metrics = get(addr, "/metrics").await;
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics.head.contains("application/openmetrics-text"),
+        "{}",
+        metrics.head
+    );
+    for line in [
+        "perfstream_messages_in_total 12345",
+        "perfstream_events_aggregated_total 12000",
+        "perfstream_dead_lettered_total 7",
+        "perfstream_too_late_total 3",
+        "perfstream_corrections_total 11",
+        "perfstream_flushes_total 42",
+        "perfstream_flush_failures_total 2",
+        "perfstream_fenced_total 1",
+        "perfstream_rows_written_total 999",
+        "perfstream_assigned_partitions 4",
+        "perfstream_watermark_seconds 1767225660.25",
+        "# TYPE perfstream_flushes counter",
+        "# TYPE perfstream_assigned_partitions gauge",
+    ] {
+        assert!(
+            metrics.body.lines().any(|l| l == line),
+            "missing {line:?} in\n{}",
+            metrics.body
+        );
+    }
+    // Read at scrape time: a later change shows in the next scrape.
+    stats.flushes.fetch_add(1, Relaxed);
+    let metrics = get(addr, "/metrics").await;
+    assert!(
+        metrics
+            .body
+            .lines()
+            .any(|l| l == "perfstream_flushes_total 43")
+    );
+
+    let page = get(addr, "/").await;
+    assert_eq!(page.status, 200);
+    assert!(page.head.contains("text/html"), "{}", page.head);
+    assert!(page.body.contains("<title>perfstream</title>"));
+    for path in [
+        "/api/overview",
+        "/api/slow-queries",
+        "/api/recommendations",
+        "/api/alerts",
+    ] {
+        assert!(page.body.contains(path), "dashboard does not poll {path}");
+    }
+    // Offline machines: nothing is loaded from elsewhere.
+    for external in [
+        "<script src",
+        "<link",
+        "src=\"http",
+        "href=\"http",
+        "@import",
+    ] {
+        assert!(!page.body.contains(external), "dashboard loads {external}");
+    }
+
+    let pipeline = get(addr, "/api/pipeline").await;
+    assert_eq!(pipeline.status, 200);
+    assert_eq!(pipeline.json()["flushes"], 43);
+    assert_eq!(get(addr, "/nope").await.status, 404);
+
+    tx.send(()).expect("server still running");
+    server.await.expect("join").expect("serve ends cleanly");
+    assert!(TcpStream::connect(addr).await.is_err(), "still listening");
+}
+
+#[sqlx::test(migrator = "perfstream_store::MIGRATOR")]
+async fn overview_shows_the_latest_window_per_service_and_top_endpoints(pool: PgPool) {
+    let now = this_minute(&pool).await;
+    let older = now - chrono::Duration::minutes(3);
+    let latest = now - chrono::Duration::minutes(2);
+    insert_request(
+        &pool,
+        older,
+        ("checkout", "/pay"),
+        (100, 0),
+        (50_000, 80_000),
+    )
+    .await;
+    insert_request(
+        &pool,
+        latest,
+        ("checkout", "/pay"),
+        (200, 10),
+        (90_000, 120_000),
+    )
+    .await;
+    insert_request(
+        &pool,
+        latest,
+        ("checkout", "/cart"),
+        (300, 0),
+        (20_000, 30_000),
+    )
+    .await;
+    insert_query(&pool, latest, ("checkout", "q1"), 50, 40_000, 1).await;
+    insert_query(&pool, latest, ("checkout", "q2"), 10, 70_000, 1).await;
+    insert_request(&pool, latest, ("search", "/find"), (10, 0), (5_000, 6_000)).await;
+    let (addr, _stop) = start(pool, Arc::new(PipelineStats::default())).await;
+
+    let reply = get(addr, "/api/overview").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(reply.head.contains("application/json"));
+    let o = reply.json();
+
+    let services = o["services"].as_array().expect("services");
+    assert_eq!(services.len(), 2, "{o}");
+    let checkout = &services[0];
+    assert_eq!(checkout["service"], "checkout");
+    let ws: DateTime<Utc> = checkout["window_start"]
+        .as_str()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .expect("window_start")
+        .into();
+    assert_eq!(ws, latest);
+    // Worst endpoint of the latest window, never an average of percentiles.
+    assert_eq!(checkout["requests"], 500);
+    assert_eq!(checkout["request_p95_ms"].as_f64(), Some(90.0));
+    assert_eq!(checkout["request_p99_ms"].as_f64(), Some(120.0));
+    assert_eq!(checkout["error_rate"].as_f64(), Some(10.0 / 500.0));
+    assert_eq!(checkout["queries"], 60);
+    assert_eq!(checkout["query_p99_ms"].as_f64(), Some(70.0));
+    assert_eq!(services[1]["service"], "search");
+    assert_eq!(services[1]["queries"], Value::Null);
+
+    let top = o["top_endpoints"].as_array().expect("top endpoints");
+    let names: Vec<_> = top
+        .iter()
+        .map(|e| e["endpoint"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(names, ["/pay", "/cart", "/find"]);
+    assert_eq!(top[0]["worst_p99_ms"].as_f64(), Some(120.0));
+    assert_eq!(top[0]["requests"], 300);
+    let series = top[0]["p99_series"].as_array().expect("series");
+    let p99s: Vec<_> = series.iter().map(|p| p[1].as_f64()).collect();
+    assert_eq!(p99s, [Some(80.0), Some(120.0)], "oldest first");
+}
+
+#[sqlx::test(migrator = "perfstream_store::MIGRATOR")]
+async fn slow_queries_and_recommendations_come_from_the_analyst_functions(pool: PgPool) {
+    let now = this_minute(&pool).await;
+    let recent = now - chrono::Duration::minutes(5);
+    let old = now - chrono::Duration::minutes(120);
+    // 2 s p99 touching 5000 rows per call: slow, and slow_query_many_rows (critical: >= 1 s).
+    insert_query(&pool, recent, ("orders", "scan"), 20, 2_000_000, 5000).await;
+    insert_query(&pool, recent, ("orders", "fast"), 20, 3_000, 1).await;
+    // Slow, but two hours ago.
+    insert_query(&pool, old, ("orders", "ancient"), 20, 3_000_000, 1).await;
+    let (addr, _stop) = start(pool, Arc::new(PipelineStats::default())).await;
+
+    let slow = get(addr, "/api/slow-queries?since_minutes=60").await;
+    assert_eq!(slow.status, 200, "{}", slow.body);
+    let rows = slow.json();
+    let rows = rows.as_array().expect("list");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["query_hash"], "scan");
+    assert_eq!(rows[0]["worst_p99_ms"].as_f64(), Some(2000.0));
+    assert_eq!(rows[0]["calls"], 20);
+    assert_eq!(
+        rows[0]["normalized_text"],
+        "SELECT * FROM orders WHERE id = ?"
+    );
+    assert!(rows[0].get("ordinality").is_none());
+
+    let wider = get(addr, "/api/slow-queries?since_minutes=180&threshold_ms=1").await;
+    let hashes: Vec<_> = wider
+        .json()
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|r| r["query_hash"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(hashes, ["ancient", "scan", "fast"], "worst first");
+
+    let recs = get(addr, "/api/recommendations?since_minutes=60").await;
+    assert_eq!(recs.status, 200, "{}", recs.body);
+    let recs = recs.json();
+    let many_rows: Vec<_> = recs
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter(|r| r["kind"] == "slow_query_many_rows")
+        .collect();
+    assert_eq!(many_rows.len(), 1, "{recs}");
+    assert_eq!(many_rows[0]["target"], "orders/scan");
+    assert_eq!(many_rows[0]["severity"], "critical");
+
+    for bad in [
+        "/api/slow-queries?since_minutes=0",
+        "/api/recommendations?since_minutes=999999",
+        "/api/slow-queries?threshold_ms=-1",
+        "/api/slow-queries?since_minutes=abc",
+    ] {
+        assert_eq!(get(addr, bad).await.status, 400, "{bad}");
+    }
+}
+
+#[sqlx::test(migrator = "perfstream_store::MIGRATOR")]
+async fn alerts_lists_firing_ones_and_transitions_and_is_empty_without_the_table(pool: PgPool) {
+    for (id, state, rule, at_min) in [
+        ("a1", "firing", "slow_query", 10),
+        ("a2", "firing", "endpoint_sla", 8),
+        ("a2", "resolved", "endpoint_sla", 4),
+    ] {
+        sqlx::query(
+            "INSERT INTO alerts (alert_id, state, rule, severity, service, alert_key, labels,
+                 observed_value, threshold, clear_threshold, window_start, window_end,
+                 transitioned_at, message)
+             VALUES ($1, $2, $3, 'warning', 'checkout', 'k', '{\"service\": \"checkout\"}',
+                 1500, 1000, 800, now() - make_interval(mins => $4),
+                 now() - make_interval(mins => $4 - 1), now() - make_interval(mins => $4), 'm')",
+        )
+        .bind(id)
+        .bind(state)
+        .bind(rule)
+        .bind(at_min)
+        .execute(&pool)
+        .await
+        .expect("insert alert");
+    }
+    let (addr, _stop) = start(pool.clone(), Arc::new(PipelineStats::default())).await;
+
+    let reply = get(addr, "/api/alerts").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let a = reply.json();
+    let firing = a["firing"].as_array().expect("firing");
+    assert_eq!(firing.len(), 1, "{a}");
+    assert_eq!(firing[0]["alert_id"], "a1");
+    assert_eq!(firing[0]["labels"]["service"], "checkout");
+    let transitions: Vec<_> = a["transitions"]
+        .as_array()
+        .expect("transitions")
+        .iter()
+        .map(|t| {
+            format!(
+                "{}/{}",
+                t["alert_id"].as_str().unwrap_or(""),
+                t["state"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert_eq!(
+        transitions,
+        ["a2/resolved", "a2/firing", "a1/firing"],
+        "newest first"
+    );
+
+    // A database migrated before alerting existed.
+    sqlx::query("DROP TABLE alerts")
+        .execute(&pool)
+        .await
+        .expect("drop");
+    let reply = get(addr, "/api/alerts").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        reply.json(),
+        serde_json::json!({"firing": [], "transitions": []})
+    );
+    // Other failures are errors, not empty lists.
+    sqlx::query("DROP VIEW top_endpoints_by_p99")
+        .execute(&pool)
+        .await
+        .expect("drop");
+    let reply = get(addr, "/api/overview").await;
+    assert_eq!(reply.status, 500);
+    assert!(
+        reply.json()["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("top_endpoints_by_p99")
+    );
+}
+
+#[sqlx::test(migrator = "perfstream_store::MIGRATOR")]
+async fn readyz_is_503_when_postgres_fails_or_does_not_answer_within_a_second(pool: PgPool) {
+    // A closed pool fails at once.
+    let closed = pool.clone();
+    closed.close().await;
+    let (addr, _stop) = start(closed, Arc::new(PipelineStats::default())).await;
+    assert_eq!(get(addr, "/readyz").await.status, 503);
+    assert_eq!(get(addr, "/healthz").await.status, 200);
+
+    // A "server" that accepts connections and never answers: the 1 s timeout decides.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let silent_addr = silent.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = silent.accept().await {
+            held.push(conn);
+        }
+    });
+    let hanging = PgPoolOptions::new()
+        .acquire_timeout(Duration::from_secs(30))
+        .connect_lazy(&format!("postgres://postgres@{silent_addr}/postgres"))
+        .expect("lazy pool");
+    let (addr, _stop2) = start(hanging, Arc::new(PipelineStats::default())).await;
+    let started = std::time::Instant::now();
+    let reply = get(addr, "/readyz").await;
+    let took = started.elapsed();
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_disabled_server_returns_at_once_and_a_bad_address_is_an_error() {
+    let pool = PgPoolOptions::new()
+        .connect_lazy("postgres://postgres@127.0.0.1:1/none")
+        .expect("lazy pool");
+    let stats = Arc::new(PipelineStats::default());
+    let off = HttpSettings {
+        enabled: false,
+        ..HttpSettings::default()
+    };
+    serve(off, stats.clone(), pool.clone(), std::future::pending())
+        .await
+        .expect("disabled is fine");
+    let bad = HttpSettings {
+        listen: "not an address".to_owned(),
+        enabled: true,
+    };
+    let err = serve(bad, stats, pool, std::future::pending())
+        .await
+        .expect_err("cannot bind");
+    assert!(err.to_string().contains("not an address"), "{err}");
+}
