@@ -13,12 +13,20 @@ use axum::routing::get;
 use perfstream_kafka::PipelineStats;
 use prometheus_client::registry::Registry;
 use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
 use tokio::net::TcpListener;
 
 use crate::{HttpError, HttpSettings, api, metrics};
 
 /// How long `/readyz` waits for Postgres (pool acquire included) before answering 503.
 const READY_TIMEOUT: Duration = Duration::from_secs(1);
+/// Connections of the server's own pool: dashboards poll a few light queries, and a pool of
+/// its own means an open dashboard never takes a connection a flush is waiting for.
+const POOL_CONNECTIONS: u32 = 2;
+/// Longest an API query may run (Postgres `statement_timeout` on the server's connections).
+const STATEMENT_TIMEOUT: &str = "5s";
+/// Longest an API request waits for a free connection.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 static DASHBOARD: &str = include_str!("../assets/dashboard.html");
 
@@ -27,8 +35,7 @@ static DASHBOARD: &str = include_str!("../assets/dashboard.html");
 pub struct AppState {
     /// The pipeline's counters: read by `/metrics` (through `registry`) and `/api/pipeline`.
     pub stats: Arc<PipelineStats>,
-    /// Postgres for `/readyz` and the API. Better a small pool of its own than the flush
-    /// pool, so a dashboard left open never delays a flush.
+    /// Postgres for `/readyz` and the API: the server's own small pool (see [`own_pool`]).
     pub pool: PgPool,
     /// Holds the collector that reads `stats` at scrape time.
     registry: Arc<Registry>,
@@ -42,7 +49,9 @@ pub struct HttpServer {
 }
 
 impl HttpServer {
-    /// Binds `settings.listen` (whatever `enabled` says).
+    /// Binds `settings.listen` (whatever `enabled` says). `pool` gives the connection
+    /// settings only: the server opens its own pool of at most two connections, lazily, with
+    /// a 5 s statement timeout, so it never competes with the pipeline's flushes.
     pub async fn bind(
         settings: &HttpSettings,
         stats: Arc<PipelineStats>,
@@ -59,7 +68,7 @@ impl HttpServer {
             listener,
             state: AppState {
                 stats,
-                pool,
+                pool: own_pool(&pool),
                 registry,
             },
         })
@@ -102,6 +111,18 @@ pub async fn serve(
         .await?
         .run(shutdown)
         .await
+}
+
+/// A pool of the server's own, on the same database as `pool`.
+fn own_pool(pool: &PgPool) -> PgPool {
+    let options = (*pool.connect_options())
+        .clone()
+        .application_name("perfstream-http")
+        .options([("statement_timeout", STATEMENT_TIMEOUT)]);
+    PgPoolOptions::new()
+        .max_connections(POOL_CONNECTIONS)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_lazy_with(options)
 }
 
 fn router(state: AppState) -> Router {
