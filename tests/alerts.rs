@@ -1,15 +1,16 @@
-//! Alerting end to end (issue 8): the real `perfstream run` pipeline on a real Kafka-protocol
-//! broker (librdkafka's mock cluster over TCP) and a real Postgres, the load generator's truth
-//! file as the oracle, and alert evaluators running in this process next to the pipeline
-//! (`perfstream_evaluator::run_evaluator`, the entry point the binary calls), two of which are
-//! killed mid-episode. Every wait polls a condition with a deadline.
+//! Alerting end to end (issue 8): `perfstream run` workers (the real binary: pipeline plus the
+//! alert evaluator it starts) on a real Kafka-protocol broker (librdkafka's mock cluster over
+//! TCP) and a real Postgres, the load generator's truth file as the oracle. Two workers run in
+//! one group, so one evaluator leads and one stands by; the leading process is SIGKILLed twice
+//! mid-episode (after its first firing and after its first resolved transition committed) and
+//! replaced. Every wait polls a condition with a deadline.
 //!
 //! Checked: each episode of the truth gives exactly one firing and one resolved transition of
 //! each rule it lists, on its key, sharing one alert id, and nothing else fires; read from the
 //! `alerts` table, from the topic in Rust, and from the topic by an independent Python consumer
-//! (confluent-kafka + fastavro with `schemas/alert_event.avsc`). The evaluator crashes lose no
-//! transition and invent no id: the topic holds exactly the table's (alert_id, state) pairs,
-//! possibly repeated (at-least-once).
+//! (confluent-kafka + fastavro with `schemas/alert_event.avsc`). The crashes lose no transition
+//! and invent no id: the topic holds exactly the table's (alert_id, state) pairs, possibly
+//! repeated (at-least-once).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -17,14 +18,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use perfstream_e2e::*;
-use perfstream_evaluator::{AlertSettings, EvalError, run_evaluator};
 use perfstream_events::AlertState;
-use perfstream_kafka::{DevBroker, KafkaSettings, Topics};
+use perfstream_kafka::{DevBroker, Topics};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use sqlx::{PgPool, Row};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 const WINDOW: &str = "2s";
 const WINDOW_US: i64 = 2_000_000;
@@ -49,53 +47,6 @@ fn python() -> PathBuf {
         p.display()
     );
     p
-}
-
-/// One in-process evaluator.
-struct Evaluator {
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), EvalError>>,
-}
-
-impl Evaluator {
-    fn start(pool: &PgPool, kafka: &KafkaSettings) -> Evaluator {
-        let settings = AlertSettings {
-            interval: Duration::from_secs(1),
-            lock_retry: Duration::from_millis(200),
-            ..AlertSettings::default()
-        };
-        let (tx, rx) = oneshot::channel::<()>();
-        let (pool, kafka) = (pool.clone(), kafka.clone());
-        let task = tokio::spawn(async move {
-            run_evaluator(settings, pool, &kafka, async {
-                let _ = rx.await;
-            })
-            .await
-        });
-        Evaluator {
-            stop: Some(tx),
-            task,
-        }
-    }
-
-    /// Dropped wherever it is: its connections close without committing, like a killed process.
-    async fn crash(self) {
-        assert!(
-            !self.task.is_finished(),
-            "evaluator ended early: {:?}",
-            self.task.await
-        );
-        self.task.abort();
-        let _ = self.task.await;
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().map(|s| s.send(()));
-        self.task
-            .await
-            .expect("evaluator task")
-            .expect("evaluator ended cleanly");
-    }
 }
 
 async fn scalar(pool: &PgPool, sql: &'static str) -> i64 {
@@ -226,23 +177,44 @@ fn python_alerts(bootstrap: &str) -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// SIGKILLs the process whose evaluator committed last (`alert_progress.evaluated_by` is
+/// `host:pid`): the leader.
+async fn kill_leader(pool: &PgPool) {
+    let owner: String = sqlx::query_scalar("SELECT evaluated_by FROM alert_progress")
+        .fetch_one(pool)
+        .await
+        .expect("alert progress");
+    let pid = owner
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse::<u32>().ok())
+        .unwrap_or_else(|| panic!("no pid in evaluated_by {owner:?}"));
+    let st = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(st.success(), "kill -KILL {pid}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_episode_fires_and_resolves_once_through_evaluator_crashes() {
     let broker = DevBroker::start(1, PARTITIONS, &Topics::default()).expect("mock cluster");
     let bootstrap = broker.bootstrap_servers();
     let db = TestDb::create("alerts").await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let worker = Worker::spawn(
-        "w1",
-        &WorkerConfig {
-            bootstrap: &bootstrap,
-            db_url: &db.url,
-            group: GROUP,
-            window: WINDOW,
-            failpoint: None,
-            log_dir: dir.path(),
-        },
-    );
+    let spawn = |name: &str| {
+        Worker::spawn(
+            name,
+            &WorkerConfig {
+                bootstrap: &bootstrap,
+                db_url: &db.url,
+                group: GROUP,
+                window: WINDOW,
+                failpoint: None,
+                log_dir: dir.path(),
+            },
+        )
+    };
+    let mut workers = vec![spawn("w1")];
     eventually(
         Duration::from_secs(60),
         "the pipeline's migrations (alerts tables)",
@@ -256,6 +228,7 @@ async fn every_episode_fires_and_resolves_once_through_evaluator_crashes() {
         },
     )
     .await;
+    workers.push(spawn("w2"));
 
     // The generator, paced (2 minutes of event time at 1000 events/s, episodes from 30 s to
     // 72 s), with the arguments crates/perfstream-evaluator/tests/truth_episodes.rs checks.
@@ -282,53 +255,47 @@ async fn every_episode_fires_and_resolves_once_through_evaluator_crashes() {
         )
         .await
     });
-
-    let kafka = KafkaSettings {
-        bootstrap_servers: bootstrap.clone(),
-        group_id: GROUP.into(),
-        ..KafkaSettings::default()
-    };
-    let a = Evaluator::start(&db.pool, &kafka);
-    eventually(DEADLINE, "a leading evaluator", || async {
+    eventually(DEADLINE, "one leading evaluator", || async {
         (leaders(&db.pool).await == 1).then_some(())
     })
     .await;
-    let b = Evaluator::start(&db.pool, &kafka);
 
-    // Crash the leader right after its first firing transition committed, mid-episode.
-    eventually(DEADLINE, "the first firing transition", || async {
-        (scalar(
-            &db.pool,
+    // Kill the leading process right after its first firing transition committed (mid-episode),
+    // then the next leader after its first resolved one; start a replacement each time.
+    for (i, (what, sql)) in [
+        (
+            "the first firing transition",
             "SELECT count(*) FROM alerts WHERE state = 'firing'",
-        )
-        .await
-            > 0)
-        .then_some(())
-    })
-    .await;
-    let resolved_before = scalar(
-        &db.pool,
-        "SELECT count(*) FROM alerts WHERE state = 'resolved'",
-    )
-    .await;
-    assert_eq!(
-        resolved_before, 0,
-        "the crash must fall inside the episodes"
-    );
-    a.crash().await;
-    let c = Evaluator::start(&db.pool, &kafka);
-    // The stand-by took over; crash it too once the first episode resolved.
-    eventually(DEADLINE, "the first resolved transition", || async {
-        (scalar(
-            &db.pool,
+        ),
+        (
+            "the first resolved transition",
             "SELECT count(*) FROM alerts WHERE state = 'resolved'",
-        )
-        .await
-            > 0)
-        .then_some(())
-    })
-    .await;
-    b.crash().await;
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        eventually(DEADLINE, what, || async {
+            (scalar(&db.pool, sql).await > 0).then_some(())
+        })
+        .await;
+        if i == 0 {
+            let resolved = scalar(
+                &db.pool,
+                "SELECT count(*) FROM alerts WHERE state = 'resolved'",
+            )
+            .await;
+            assert_eq!(resolved, 0, "the first crash must fall inside the episodes");
+        }
+        kill_leader(&db.pool).await;
+        let dead = eventually(Duration::from_secs(30), "the killed worker to exit", || {
+            let i = workers.iter_mut().position(|w| w.exited());
+            async move { i }
+        })
+        .await;
+        workers.remove(dead);
+        workers.push(spawn(&format!("w{}", 3 + i)));
+    }
 
     let truth = generator.await.expect("generator task");
     assert!(!truth.episodes.is_empty());
@@ -356,8 +323,9 @@ async fn every_episode_fires_and_resolves_once_through_evaluator_crashes() {
             .then_some(())
     })
     .await;
-    c.stop().await;
-    worker.stop();
+    for w in workers {
+        assert!(w.stop().success(), "worker exit status");
+    }
 
     // Expected: each episode's rules on its key. The rollups sum cache hits over caches, so the
     // generator's `cache` label is not part of a key.
