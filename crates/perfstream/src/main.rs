@@ -201,6 +201,9 @@ async fn connect(cfg: &Config) -> Result<Store> {
 }
 
 async fn run(cfg: Config) -> Result<()> {
+    let label = perfstream_store::base_resolution_label(cfg.window.window.as_micros() as i64)
+        .map_err(|e| anyhow::anyhow!("config key `window.window` = {:?} cannot be stored: {e}; use a size that divides one hour (e.g. 10s, 1m, 5m)", cfg.window.window))?;
+    info!(resolution = %label, "Base tier resolution.");
     let store = connect(&cfg).await?;
     store.migrate().await.context("applying migrations")?;
     if cfg.kafka.create_topics {
