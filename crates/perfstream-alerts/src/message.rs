@@ -118,9 +118,11 @@ pub fn message(
         _ => (pct(o.value), pct(r.threshold), pct(r.clear_threshold)),
     };
     if fired {
-        let _ = write!(m, "{id} firing for {who}: {figure} over {limit}");
+        let side = if id.fires_below() { "under" } else { "over" };
+        let _ = write!(m, "{id} firing for {who}: {figure} {side} {limit}");
     } else {
-        let _ = write!(m, "{id} resolved for {who}: {figure}, back past {clear}");
+        let side = if id.fires_below() { "above" } else { "under" };
+        let _ = write!(m, "{id} resolved for {who}: {figure}, back {side} {clear}");
     }
     m
 }

@@ -546,3 +546,29 @@ fn config_rejects_unknown_keys_and_bad_hysteresis() {
     let text = serde_json::to_string(&ok).unwrap();
     assert_eq!(serde_json::from_str::<AlertSettings>(&text).unwrap(), ok);
 }
+
+#[test]
+fn messages_say_which_side_of_the_threshold() {
+    let mut e = engine();
+    let mut transitions = Vec::new();
+    for i in 0..3 {
+        let mut rows = WindowRows::empty(window(i));
+        let mut r = resource("i1");
+        r.cache_hits = if i == 1 { 5_000 } else { 9_500 };
+        r.cache_misses = 10_000 - r.cache_hits;
+        rows.resources.push(r);
+        rows.queries
+            .push(query("a", if i == 1 { 1500.0 } else { 10.0 }));
+        transitions.extend(e.evaluate(&rows).unwrap().transitions);
+    }
+    let m: Vec<&str> = transitions.iter().map(|t| t.message.as_str()).collect();
+    assert_eq!(
+        m,
+        [
+            "slow_query firing for query q1 (select) of a: p99 1500.0 ms over 1000 ms",
+            "cache_hit_ratio firing for shop instance i1: hit ratio 50.0 % under 80.0 % or 30 % under baseline",
+            "slow_query resolved for query q1 (select) of a: p99 10.0 ms, back under 800 ms",
+            "cache_hit_ratio resolved for shop instance i1: hit ratio 95.0 %, back above 85.0 %",
+        ]
+    );
+}
