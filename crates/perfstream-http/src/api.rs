@@ -14,7 +14,9 @@ use crate::server::AppState;
 
 /// Endpoints listed in the overview (the worst by p99 of the last hour).
 const TOP_ENDPOINTS: i64 = 20;
-/// Base windows in each endpoint's p99 sparkline.
+/// Base windows in each endpoint's p99 sparkline. The SQL looks back at most 31 hours: 30
+/// windows of the largest base window allowed (one hour), so a week of retained rows is not
+/// scanned for it.
 const SPARKLINE_WINDOWS: i64 = 30;
 /// Longest look-back the API accepts: the base tier's default retention.
 const MAX_SINCE_MINUTES: i32 = 7 * 24 * 60;
@@ -30,14 +32,14 @@ SELECT json_build_object(
   'services', COALESCE((SELECT json_agg(s ORDER BY s.service) FROM (
       SELECT l.service, l.window_start,
              l.requests::bigint AS requests,
-             rq.worst_p95_us / 1000.0 AS request_p95_ms,
-             l.worst_endpoint_p99_us / 1000.0 AS request_p99_ms,
+             rq.worst_p95_us::float8 / 1000 AS request_p95_ms,
+             l.worst_endpoint_p99_us::float8 / 1000 AS request_p99_ms,
              l.error_rate,
              l.queries::bigint AS queries,
-             qy.worst_p99_us / 1000.0 AS query_p99_ms,
-             l.query_time_us / 1000.0 AS query_time_ms,
-             l.cpu_ppm_mean / 1e6 AS cpu,
-             l.memory_utilization_ppm_max / 1e6 AS memory_utilization_max,
+             qy.worst_p99_us::float8 / 1000 AS query_p99_ms,
+             l.query_time_us::float8 / 1000 AS query_time_ms,
+             l.cpu_ppm_mean::float8 / 1e6 AS cpu,
+             l.memory_utilization_ppm_max::float8 / 1e6 AS memory_utilization_max,
              l.pool_waiters_max
       FROM latest_window_per_service l
       LEFT JOIN LATERAL (
@@ -51,15 +53,16 @@ SELECT json_build_object(
   ) s), '[]'::json),
   'top_endpoints', COALESCE((SELECT json_agg(e ORDER BY e.worst_p99_ms DESC, e.service, e.endpoint, e.method) FROM (
       SELECT t.service, t.endpoint, t.method,
-             t.worst_p99_us / 1000.0 AS worst_p99_ms,
+             t.worst_p99_us::float8 / 1000 AS worst_p99_ms,
              t.requests::bigint AS requests,
-             t.mean_us / 1000.0 AS mean_ms,
+             t.mean_us::float8 / 1000 AS mean_ms,
              t.error_rate,
-             (SELECT COALESCE(json_agg(json_build_array(w.window_start, w.p99_us / 1000.0)
+             (SELECT COALESCE(json_agg(json_build_array(w.window_start, w.p99_us::float8 / 1000)
                                        ORDER BY w.window_start), '[]'::json)
               FROM (SELECT r.window_start, r.p99_us FROM request_rollups r
                     WHERE r.service = t.service AND r.endpoint = t.endpoint
                       AND r.method = t.method AND r.resolution NOT IN ('1h', '1d')
+                      AND r.window_start >= now() - interval '31 hours'
                     ORDER BY r.window_start DESC LIMIT $2) w) AS p99_series
       FROM (SELECT * FROM top_endpoints_by_p99 LIMIT $1) t
   ) e), '[]'::json)
