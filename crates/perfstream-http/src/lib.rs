@@ -17,8 +17,9 @@
 //! Layout: `settings.rs` (`HttpSettings`), `server.rs` (bind, router, probes), `metrics.rs`
 //! (collector), `api.rs` (the JSON endpoints and their SQL), `error.rs`.
 //!
-//! The server opens its own pool (two connections, 5 s statement timeout) from the settings of
-//! the pool it is given, so dashboards never hold a connection a flush waits for.
+//! The server opens its own pools (two connections for the API, one for `/readyz`; 5 s
+//! statement timeout) from the settings of the pool it is given, so dashboards never hold a
+//! connection a flush waits for.
 //!
 //! ```ignore
 //! perfstream_http::serve(cfg.http, stats.clone(), store.pool().clone(), shutdown).await?;

@@ -30,13 +30,16 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 static DASHBOARD: &str = include_str!("../assets/dashboard.html");
 
-/// What every handler shares. Cloned per request (two `Arc`s and a pool handle).
+/// What every handler shares. Cloned per request (`Arc`s and pool handles).
 #[derive(Clone)]
 pub struct AppState {
     /// The pipeline's counters: read by `/metrics` (through `registry`) and `/api/pipeline`.
     pub stats: Arc<PipelineStats>,
-    /// Postgres for `/readyz` and the API: the server's own small pool (see [`own_pool`]).
+    /// Postgres for the API: the server's own small pool (see [`own_pool`]).
     pub pool: PgPool,
+    /// One connection for `/readyz` alone, so slow dashboard queries holding the API pool
+    /// never make the process look unready.
+    ready_pool: PgPool,
     /// Holds the collector that reads `stats` at scrape time.
     registry: Arc<Registry>,
 }
@@ -50,8 +53,8 @@ pub struct HttpServer {
 
 impl HttpServer {
     /// Binds `settings.listen` (whatever `enabled` says). `pool` gives the connection
-    /// settings only: the server opens its own pool of at most two connections, lazily, with
-    /// a 5 s statement timeout, so it never competes with the pipeline's flushes.
+    /// settings only: the server opens its own pools (two connections for the API, one for
+    /// `/readyz`), lazily, with a 5 s statement timeout, so it never competes with flushes.
     pub async fn bind(
         settings: &HttpSettings,
         stats: Arc<PipelineStats>,
@@ -68,7 +71,8 @@ impl HttpServer {
             listener,
             state: AppState {
                 stats,
-                pool: own_pool(&pool),
+                pool: own_pool(&pool, POOL_CONNECTIONS),
+                ready_pool: own_pool(&pool, 1),
                 registry,
             },
         })
@@ -113,8 +117,8 @@ pub async fn serve(
         .await
 }
 
-/// A pool of the server's own, on the same database as `pool`.
-fn own_pool(pool: &PgPool) -> PgPool {
+/// A pool of the server's own, on the same database as `pool`, opening connections lazily.
+fn own_pool(pool: &PgPool, connections: u32) -> PgPool {
     let options = (*pool.connect_options())
         .clone()
         .application_name("perfstream-http")
@@ -125,7 +129,7 @@ fn own_pool(pool: &PgPool) -> PgPool {
             ("jit", "off"),
         ]);
     PgPoolOptions::new()
-        .max_connections(POOL_CONNECTIONS)
+        .max_connections(connections)
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_lazy_with(options)
 }
@@ -162,7 +166,7 @@ async fn healthz() -> &'static str {
 
 /// Readiness: Postgres answers `SELECT 1` within [`READY_TIMEOUT`].
 async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
-    let ping = sqlx::query("SELECT 1").execute(&state.pool);
+    let ping = sqlx::query("SELECT 1").execute(&state.ready_pool);
     match tokio::time::timeout(READY_TIMEOUT, ping).await {
         Ok(Ok(_)) => (StatusCode::OK, "ready\n"),
         Ok(Err(error)) => {
