@@ -15,13 +15,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use perfstream_e2e::*;
 use perfstream_events::AlertState;
 use perfstream_kafka::{DevBroker, Topics};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Message, Offset, TopicPartitionList};
 use sqlx::{PgPool, Row};
 
 const WINDOW: &str = "2s";
@@ -85,38 +83,18 @@ async fn table_alerts(pool: &PgPool) -> BTreeMap<AlertKey, Vec<(String, String, 
 
 /// Every message of the alerts topic (all partitions, to their current end), decoded in Rust.
 fn topic_alerts(bootstrap: &str) -> Vec<perfstream_events::AlertEvent> {
-    let ends = end_offsets(bootstrap, &["perf.alerts"], PARTITIONS);
-    let total: i64 = ends.values().sum();
-    let c: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "e2e-alerts-reader")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        tpl.add_partition_offset("perf.alerts", p, Offset::Beginning)
-            .expect("tpl");
-    }
-    c.assign(&tpl).expect("assign");
-    drop(tpl);
-    let mut out = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while (out.len() as i64) < total {
-        assert!(
-            Instant::now() < deadline,
-            "read {} of {total} alert messages",
-            out.len()
-        );
-        if let Some(m) = c.poll(Duration::from_millis(500)) {
-            let m = m.expect("consume");
-            let e = perfstream_events::decode_alert(m.payload().unwrap_or_default())
-                .expect("alert decodes");
-            assert_eq!(m.key(), Some(e.alert_id.as_bytes()), "keyed by alert id");
-            out.push(e);
-        }
-    }
-    out
+    read_topic(bootstrap, "perf.alerts", PARTITIONS)
+        .into_iter()
+        .map(|(key, value)| {
+            let e = perfstream_events::decode_alert(&value).expect("alert decodes");
+            assert_eq!(
+                key.as_deref(),
+                Some(e.alert_id.as_bytes()),
+                "keyed by alert id"
+            );
+            e
+        })
+        .collect()
 }
 
 /// The independent check: confluent-kafka reads the topic to its end, fastavro decodes each

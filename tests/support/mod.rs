@@ -242,6 +242,8 @@ impl Worker {
             .env("PERFSTREAM_WINDOW__IDLE_TIMEOUT", "2s")
             .env("PERFSTREAM_PIPELINE__FLUSH_INTERVAL_MS", "300")
             .env("PERFSTREAM_PIPELINE__OWNER", name)
+            // Several workers run at once: each serves /metrics on a port of its own.
+            .env("PERFSTREAM_HTTP__LISTEN", "127.0.0.1:0")
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("dup log"))
             .stderr(out);
@@ -283,7 +285,9 @@ impl Worker {
     }
 
     pub fn log_contains(&self, needle: &str) -> bool {
-        std::fs::read_to_string(&self.log).unwrap_or_default().contains(needle)
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .contains(needle)
     }
 
     pub fn log_tail(&self) -> String {
@@ -437,12 +441,13 @@ pub fn end_offsets(
     out
 }
 
-/// Reads every message of `topic` (from the start to the current end) as dead letters.
-pub fn read_dead_letters(
+/// Every message of `topic` (all partitions, from the start to their current end) as
+/// (key, payload).
+pub fn read_topic(
     bootstrap: &str,
     topic: &str,
     partitions: i32,
-) -> Vec<perfstream_events::DeadLetter> {
+) -> Vec<(Option<Vec<u8>>, Vec<u8>)> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::{Message, Offset, TopicPartitionList};
     let ends = end_offsets(bootstrap, &[topic], partitions);
@@ -470,12 +475,25 @@ pub fn read_dead_letters(
         );
         if let Some(m) = c.poll(Duration::from_millis(500)) {
             let m = m.expect("consume");
-            let dl = perfstream_events::decode_dead_letter(m.payload().unwrap_or_default())
-                .expect("dead letter decodes");
-            out.push(dl);
+            out.push((
+                m.key().map(<[u8]>::to_vec),
+                m.payload().unwrap_or_default().to_vec(),
+            ));
         }
     }
     out
+}
+
+/// Every message of `topic` decoded as a dead letter.
+pub fn read_dead_letters(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+) -> Vec<perfstream_events::DeadLetter> {
+    read_topic(bootstrap, topic, partitions)
+        .iter()
+        .map(|(_, v)| perfstream_events::decode_dead_letter(v).expect("dead letter decodes"))
+        .collect()
 }
 
 /// Describes the differences between two totals maps (empty when equal).

@@ -68,6 +68,8 @@ pub struct Config {
     pub alerts: perfstream_alerts::AlertSettings,
     /// Tier rebuilds ('1h', '1d') and retention.
     pub maintenance: perfstream_store::MaintenanceSettings,
+    /// `/metrics`, `/healthz`, `/readyz` and the dashboard.
+    pub http: perfstream_http::HttpSettings,
     pub log: LogSettings,
 }
 

@@ -119,6 +119,25 @@ pub async fn run(args: DemoArgs, mut cfg: Config) -> Result<()> {
         );
         async move { perfstream_evaluator::run_evaluator(alerts, pool, &kafka, wait_stop(rx)).await }
     });
+    let http = if cfg.http.enabled {
+        let server =
+            perfstream_http::HttpServer::bind(&cfg.http, stats.clone(), store.pool().clone())
+                .await
+                .with_context(|| {
+                    format!(
+                        "config key `http.listen` = {} (set PERFSTREAM_HTTP__LISTEN)",
+                        cfg.http.listen
+                    )
+                })?;
+        let addr = server
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|_| cfg.http.listen.clone());
+        println!("  Dashboard: http://{addr}/  (Prometheus metrics at /metrics)");
+        Some(tokio::spawn(server.run(wait_stop(stop_tx.subscribe()))))
+    } else {
+        None
+    };
     let started = Instant::now();
     let deadline = args.duration.map(|d| started + d);
     let mut tick = tokio::time::interval(Duration::from_secs(args.summary_every.max(1)));
@@ -160,6 +179,11 @@ pub async fn run(args: DemoArgs, mut cfg: Config) -> Result<()> {
     let _ = stop_tx.send(true);
     generator.abort();
     let result = pipeline.await.context("pipeline task")?;
+    if let Some(h) = http
+        && let Err(e) = h.await.context("http task")?
+    {
+        eprintln!("http server: {e:#}");
+    }
     if let Err(e) = evaluator.await.context("alert evaluator task")? {
         eprintln!("alert evaluator: {e:#}");
     }

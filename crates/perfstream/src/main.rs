@@ -235,6 +235,17 @@ async fn run(cfg: Config) -> Result<()> {
         );
         async move { perfstream_evaluator::run_evaluator(alerts, pool, &kafka, wait_stop(rx)).await }
     });
+    // Bound before the pipeline starts, so a port in use fails start-up with a clear error.
+    let http = if cfg.http.enabled {
+        let server =
+            perfstream_http::HttpServer::bind(&cfg.http, stats.clone(), store.pool().clone())
+                .await
+                .with_context(|| format!("config key `http.listen` = {}", cfg.http.listen))?;
+        info!(listen = %cfg.http.listen, "Serving /metrics, /healthz, /readyz and the dashboard.");
+        Some(tokio::spawn(server.run(wait_stop(stop_rx.clone()))))
+    } else {
+        None
+    };
     let maintenance = tokio::spawn(perfstream_store::run_maintenance(
         store.clone(),
         cfg.maintenance.clone(),
@@ -254,6 +265,9 @@ async fn run(cfg: Config) -> Result<()> {
     let _ = stop_tx.send(true);
     let evaluated = evaluator.await.context("alert evaluator task")?;
     maintenance.await.context("maintenance task")?;
+    if let Some(h) = http {
+        h.await.context("http task")?.context("http server")?;
+    }
     pipeline.context("pipeline")?;
     evaluated.context("alert evaluator")
 }
