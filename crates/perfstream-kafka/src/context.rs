@@ -260,6 +260,18 @@ impl Inner {
             }
             core.engine.advance(now_us());
             let out = core.engine.flush();
+            let c = &out.counters;
+            let overflow = (c.query.overflow, c.request.overflow, c.resource.overflow);
+            if overflow != (0, 0, 0) {
+                // Once per flush, never per event: totals stay exact in the overflow series.
+                warn!(
+                    query = overflow.0,
+                    request = overflow.1,
+                    resource = overflow.2,
+                    live_series = out.live_series,
+                    "Series cap (window.max_series) reached: events of new keys went to the overflow series."
+                );
+            }
             let op_watermark = out.watermark_us;
             let progress = core
                 .parts

@@ -18,7 +18,6 @@ pub struct PipelineStats {
     pub rebalances: AtomicU64,
     pub assigned_partitions: AtomicU64,
     pub watermark_us: AtomicU64,
-    pub lag: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -37,7 +36,6 @@ pub struct StatsSnapshot {
     pub rebalances: u64,
     pub assigned_partitions: u64,
     pub watermark_us: u64,
-    pub lag: u64,
 }
 
 impl PipelineStats {
@@ -62,7 +60,6 @@ impl PipelineStats {
             rebalances: g(&self.rebalances),
             assigned_partitions: g(&self.assigned_partitions),
             watermark_us: g(&self.watermark_us),
-            lag: g(&self.lag),
         }
     }
 }
