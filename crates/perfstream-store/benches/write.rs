@@ -242,7 +242,7 @@ async fn main() {
     let t = Instant::now();
     let bytes: Vec<Vec<u8>> = sample
         .iter()
-        .map(|r| perfstream_store::encode_hist(&r.figures.latency.hist))
+        .map(|r| perfstream_store::encode_hist(&r.figures.latency.hist.to_histogram()))
         .collect();
     let enc_us = t.elapsed().as_secs_f64() * 1e6 / batch as f64;
     let t = Instant::now();

@@ -73,7 +73,7 @@ fn expect_latency(l: &Latency) -> (i64, i64, i64, i64, Vec<i64>, Vec<u8>) {
         l.min_us,
         l.max_us,
         PERCENTILES.iter().map(|q| l.quantile_us(*q)).collect(),
-        perfstream_store::encode_hist(&l.hist),
+        perfstream_store::encode_hist(&l.hist.to_histogram()),
     )
 }
 

@@ -102,7 +102,7 @@ fn expected(d: &BTreeMap<(i64, String), Latency>) -> BTreeMap<(i64, String), Fig
                     l.min_us,
                     l.max_us,
                     PERCENTILES.iter().map(|q| l.quantile_us(*q)).collect(),
-                    perfstream_store::encode_hist(&l.hist),
+                    perfstream_store::encode_hist(&l.hist.to_histogram()),
                 ),
             )
         })
@@ -234,7 +234,11 @@ async fn tiers_merge_request_and_resource_rows_exactly(pool: PgPool) {
     .unwrap();
     assert_eq!(
         (count, hist, s5),
-        (120, perfstream_store::encode_hist(&want_req.hist), 30)
+        (
+            120,
+            perfstream_store::encode_hist(&want_req.hist.to_histogram()),
+            30
+        )
     );
     for res in ["1h", "1d"] {
         let got: (i64, i64, i64, i64, i64, i64) = sqlx::query_as(

@@ -7,8 +7,10 @@
 //!    engine; each series' own heap (packed key, query text, sparse or dense counts) is the
 //!    allocator delta over its events, ignoring allocations of 1 MiB or more (hash table growth,
 //!    whose bytes are spread evenly instead: the table's share per series is added to each).
-//! 3. Flush: peak bytes while a flush materializes its rollups (each carries a full
-//!    `Histogram<u64>`), per rollup, on a smaller run (200 k events over 20 k keys).
+//! 3. Flush: peak bytes while a flush materializes its rollups (each carries a compact
+//!    `LatencyHist`, sized by its non-empty buckets), per rollup, on a smaller run (200 k events
+//!    over 20 k keys). "Held" is the net change: the rollups minus the window state the flush
+//!    frees, so it can be negative.
 
 mod workload;
 

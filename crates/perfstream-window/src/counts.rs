@@ -7,9 +7,11 @@
 //! information (the count per HDR bucket), so the histogram built from them, and every
 //! percentile read from it, is identical whichever was used.
 
+#[cfg(test)]
 use hdrhistogram::Histogram;
 
 use crate::hdr::HdrLayout;
+#[cfg(test)]
 use crate::rollup::new_histogram;
 
 /// Bucket indices held inline before the first allocation.
@@ -113,7 +115,17 @@ impl Counts {
         }
     }
 
+    /// Number of entries `for_each` visits (at least the distinct buckets).
+    pub fn distinct(&self) -> usize {
+        match self {
+            Counts::Inline { len, .. } => *len as usize,
+            Counts::Sparse(s) => s.len(),
+            Counts::Dense(d) => d.iter().filter(|n| **n > 0).count(),
+        }
+    }
+
     /// The standard histogram with these counts.
+    #[cfg(test)]
     pub fn to_histogram(&self, layout: &HdrLayout, sigfig: u8) -> Histogram<u64> {
         let mut h = new_histogram(sigfig);
         self.for_each(|i, n| {

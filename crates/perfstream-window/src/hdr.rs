@@ -69,6 +69,13 @@ impl HdrLayout {
         }
         u64::from(sub_bucket) << bucket
     }
+
+    /// Highest value of bucket `index` (hdrhistogram's `highest_equivalent` of its values).
+    #[inline]
+    pub fn highest_equivalent(&self, index: u16) -> u64 {
+        let bucket = (u32::from(index) >> self.sub_bucket_half_count_magnitude).saturating_sub(1);
+        self.value_of(index) + (1_u64 << bucket) - 1
+    }
 }
 
 /// Clamps a raw measurement into the histogram range; the flag says whether it had to.
@@ -107,6 +114,11 @@ mod tests {
                 assert_eq!(hist.lowest_equivalent(lo), lo, "sigfig {sigfig} value {lo}");
                 let hi = hist.highest_equivalent(lo).min(HIST_HIGH_US);
                 assert_eq!(layout.index_of(hi), i, "sigfig {sigfig} value {hi}");
+                assert_eq!(
+                    layout.highest_equivalent(i),
+                    hist.highest_equivalent(lo),
+                    "sigfig {sigfig} bucket {i}"
+                );
                 if lo > HIST_LOW_US {
                     assert_eq!(layout.index_of(lo - 1), i - 1);
                 }

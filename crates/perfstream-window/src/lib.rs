@@ -38,10 +38,11 @@
 //! - `partition`, `window`, `watermark`: per-partition state, per-window series maps, the
 //!   operator watermark rule.
 //! - `series`, `counts`, `hdr`, `key`: per-series state. Latency histograms are kept as HDR
-//!   bucket indices (inline, then sparse, then dense) and turned into standard
-//!   `Histogram<u64>`s only on emit, so results equal the plain HDR path while a series with a
-//!   few events costs about a hundred bytes instead of 26 KiB.
-//! - [`rollup`]: the output types, shared with the store.
+//!   bucket indices (inline, then sparse, then dense), so results equal the plain HDR path while
+//!   a series with a few events costs about a hundred bytes instead of 26 KiB.
+//! - [`rollup`]: the output types, shared with the store. A rollup's histogram
+//!   ([`LatencyHist`]) keeps only its non-empty buckets too; the dense `Histogram<u64>` is built
+//!   only to serialize one (`Latency::hist_bytes`) or on request (`LatencyHist::to_histogram`).
 //!
 //! # Architecture invariant
 //! This crate never does I/O, never reads a clock, never logs per event, and depends on no

@@ -6,6 +6,9 @@ use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 use perfstream_events::{QueryType, TimestampUs};
 
+use crate::counts::Counts;
+use crate::hdr::{HdrLayout, MAX_SIGFIG, clamp_us};
+
 /// Histogram range: 1 µs to 1 h. Values outside are clamped into it (and counted).
 pub const HIST_LOW_US: u64 = 1;
 pub const HIST_HIGH_US: u64 = 3_600_000_000;
@@ -29,10 +32,11 @@ pub struct Latency {
     pub max_us: i64,
     /// Values recorded clamped into the histogram range.
     pub clamped: u64,
-    pub hist: Histogram<u64>,
+    pub hist: LatencyHist,
 }
 
 impl Latency {
+    /// An empty latency at `sigfig` significant digits (`1..=3`; panics outside).
     pub fn new(sigfig: u8) -> Self {
         Latency {
             count: 0,
@@ -40,7 +44,7 @@ impl Latency {
             min_us: i64::MAX,
             max_us: i64::MIN,
             clamped: 0,
-            hist: new_histogram(sigfig),
+            hist: LatencyHist::new(sigfig),
         }
     }
 
@@ -49,11 +53,11 @@ impl Latency {
         self.sum_us = self.sum_us.saturating_add(v_us);
         self.min_us = self.min_us.min(v_us);
         self.max_us = self.max_us.max(v_us);
-        let c = (v_us.max(0) as u64).clamp(HIST_LOW_US, HIST_HIGH_US);
-        if c as i64 != v_us {
+        let (c, clamped) = clamp_us(v_us);
+        if clamped {
             self.clamped += 1;
         }
-        self.hist.record(c).expect("value clamped into range");
+        self.hist.record(c);
     }
 
     pub fn merge(&mut self, o: &Latency) {
@@ -62,7 +66,7 @@ impl Latency {
         self.min_us = self.min_us.min(o.min_us);
         self.max_us = self.max_us.max(o.max_us);
         self.clamped += o.clamped;
-        self.hist.add(&o.hist).expect("same histogram bounds");
+        self.hist.merge(&o.hist);
     }
 
     pub fn mean_us(&self) -> f64 {
@@ -82,7 +86,7 @@ impl Latency {
     pub fn hist_bytes(&self) -> Vec<u8> {
         let mut out = Vec::new();
         V2DeflateSerializer::new()
-            .serialize(&self.hist, &mut out)
+            .serialize(&self.hist.to_histogram(), &mut out)
             .expect("serializing to a Vec cannot fail");
         out
     }
@@ -91,6 +95,221 @@ impl Latency {
         Deserializer::new()
             .deserialize(&mut &bytes[..])
             .map_err(|e| format!("{e:?}"))
+    }
+}
+
+/// The latency histogram of a rollup, compact: only its non-empty HDR buckets, as
+/// `(bucket index, count)` sorted by index, so a rollup of a few values costs a few dozen bytes
+/// instead of the 26 KiB of a dense `Histogram<u64>` over 1 µs..1 h.
+///
+/// It holds exactly the information of the standard histogram over
+/// `HIST_LOW_US..=HIST_HIGH_US` at its precision ([`LatencyHist::to_histogram`] rebuilds it), and
+/// reads percentiles with hdrhistogram's own rule, so every figure equals the dense path's.
+/// Two values are equal when their histograms are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LatencyHist {
+    sigfig: u8,
+    /// Non-zero counts by bucket index, sorted, no index twice.
+    buckets: Vec<(u16, u64)>,
+}
+
+/// Why a decoded histogram cannot become a [`LatencyHist`].
+fn foreign(h: &Histogram<u64>) -> String {
+    format!(
+        "histogram bounds {}..={} at {} digits, expected {HIST_LOW_US}..={HIST_HIGH_US} at 1..={MAX_SIGFIG}",
+        h.low(),
+        h.high(),
+        h.sigfig()
+    )
+}
+
+impl LatencyHist {
+    /// An empty histogram at `sigfig` significant digits (`1..=3`; panics outside).
+    pub fn new(sigfig: u8) -> Self {
+        assert!(
+            (1..=MAX_SIGFIG).contains(&sigfig),
+            "sigfig {sigfig} outside 1..={MAX_SIGFIG}"
+        );
+        LatencyHist {
+            sigfig,
+            buckets: Vec::new(),
+        }
+    }
+
+    /// The engine's per-series counts, as a rollup histogram.
+    pub(crate) fn from_counts(counts: &Counts, sigfig: u8) -> Self {
+        let mut buckets: Vec<(u16, u64)> = Vec::new();
+        match counts {
+            Counts::Inline { len, idx } => {
+                let mut idx = idx[..*len as usize].to_vec();
+                idx.sort_unstable();
+                for i in idx {
+                    match buckets.last_mut() {
+                        Some((j, n)) if *j == i => *n += 1,
+                        _ => buckets.push((i, 1)),
+                    }
+                }
+            }
+            _ => {
+                buckets.reserve_exact(counts.distinct());
+                counts.for_each(|i, n| buckets.push((i, n)));
+            }
+        }
+        buckets.shrink_to_fit();
+        LatencyHist { sigfig, buckets }
+    }
+
+    /// The compact form of a histogram over our fixed range (as [`Latency::decode_hist`]
+    /// returns); an error for any other bounds or precision.
+    pub fn from_histogram(h: &Histogram<u64>) -> Result<Self, String> {
+        if h.low() != HIST_LOW_US
+            || h.high() != HIST_HIGH_US
+            || !(1..=MAX_SIGFIG).contains(&h.sigfig())
+        {
+            return Err(foreign(h));
+        }
+        let mut out = LatencyHist::new(h.sigfig());
+        let layout = HdrLayout::new(out.sigfig);
+        for v in h.iter_recorded() {
+            let lo = h.lowest_equivalent(v.value_iterated_to());
+            let i = layout.index_of(lo);
+            if lo > HIST_HIGH_US || layout.value_of(i) != lo {
+                return Err(format!("value {lo} outside the histogram's buckets"));
+            }
+            out.buckets.push((i, v.count_at_value()));
+        }
+        out.buckets.shrink_to_fit();
+        Ok(out)
+    }
+
+    /// The standard dense histogram with these counts (26 KiB at two digits): for
+    /// serializing, or for APIs of `hdrhistogram`.
+    pub fn to_histogram(&self) -> Histogram<u64> {
+        let layout = HdrLayout::new(self.sigfig);
+        let mut h = new_histogram(self.sigfig);
+        for &(i, n) in &self.buckets {
+            h.record_n(layout.value_of(i), n)
+                .expect("bucket values lie inside the histogram range");
+        }
+        h
+    }
+
+    pub fn sigfig(&self) -> u8 {
+        self.sigfig
+    }
+
+    /// Number of values recorded (saturating, like `Histogram::len`).
+    pub fn len(&self) -> u64 {
+        self.buckets
+            .iter()
+            .fold(0_u64, |t, &(_, n)| t.saturating_add(n))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buckets.is_empty()
+    }
+
+    /// Number of non-empty buckets (what this value's size is proportional to).
+    pub fn distinct_buckets(&self) -> usize {
+        self.buckets.len()
+    }
+
+    /// `(lowest value of the bucket, count)` for every non-empty bucket, ascending.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        let layout = HdrLayout::new(self.sigfig);
+        self.buckets
+            .iter()
+            .map(move |&(i, n)| (layout.value_of(i), n))
+    }
+
+    /// Records one value, which must lie in `HIST_LOW_US..=HIST_HIGH_US` (panics otherwise).
+    pub fn record(&mut self, v: u64) {
+        assert!(
+            (HIST_LOW_US..=HIST_HIGH_US).contains(&v),
+            "value {v} outside the histogram range"
+        );
+        let i = HdrLayout::new(self.sigfig).index_of(v);
+        match self.buckets.binary_search_by_key(&i, |&(j, _)| j) {
+            Ok(p) => self.buckets[p].1 = self.buckets[p].1.saturating_add(1),
+            Err(p) => self.buckets.insert(p, (i, 1)),
+        }
+    }
+
+    /// Adds every count of `o` (as `Histogram::add` does).
+    pub fn merge(&mut self, o: &LatencyHist) {
+        if o.buckets.is_empty() {
+            return;
+        }
+        if o.sigfig != self.sigfig {
+            // Different bucket layouts: rebuild through hdrhistogram's own re-recording.
+            let mut h = self.to_histogram();
+            h.add(o.to_histogram()).expect("same histogram bounds");
+            *self = LatencyHist::from_histogram(&h).expect("same bounds and precision");
+            return;
+        }
+        let (a, b) = (&self.buckets, &o.buckets);
+        let mut out = Vec::with_capacity(a.len() + b.len());
+        let (mut x, mut y) = (0, 0);
+        while x < a.len() && y < b.len() {
+            let ((i, n), (j, m)) = (a[x], b[y]);
+            if i < j {
+                out.push((i, n));
+                x += 1;
+            } else if j < i {
+                out.push((j, m));
+                y += 1;
+            } else {
+                out.push((i, n.saturating_add(m)));
+                x += 1;
+                y += 1;
+            }
+        }
+        out.extend_from_slice(&a[x..]);
+        out.extend_from_slice(&b[y..]);
+        out.shrink_to_fit();
+        self.buckets = out;
+    }
+
+    /// Value at quantile `q`, by `Histogram::value_at_quantile`'s rule: the highest value
+    /// equivalent to the bucket where the count reaches `ceil(q * len)` (at least 1), the lowest
+    /// for `q == 0`, and 0 when empty.
+    pub fn value_at_quantile(&self, q: f64) -> u64 {
+        self.value_at_quantiles([q]).next().unwrap_or(0)
+    }
+
+    /// Values at several ascending quantiles in one pass, as `Histogram::value_at_quantiles`
+    /// (which stops at the first quantile below its predecessor).
+    pub fn value_at_quantiles<I: IntoIterator<Item = f64>>(
+        &self,
+        quantiles: I,
+    ) -> impl Iterator<Item = u64> + use<'_, I> {
+        let layout = HdrLayout::new(self.sigfig);
+        let total = self.len();
+        let mut quantiles = quantiles.into_iter();
+        let mut buckets = self.buckets.iter();
+        let mut at: u64 = 0;
+        let mut index: u16 = 0;
+        let mut previous: Option<f64> = None;
+        std::iter::from_fn(move || {
+            let q = quantiles.next()?;
+            if previous.is_some_and(|p| p > q) {
+                return None;
+            }
+            previous = Some(q);
+            let target = ((q.clamp(0., 1.) * total as f64).ceil() as u64).max(1);
+            while at < target {
+                let Some(&(i, n)) = buckets.next() else {
+                    return Some(0);
+                };
+                index = i;
+                at = at.saturating_add(n);
+            }
+            Some(if q == 0.0 {
+                layout.value_of(index)
+            } else {
+                layout.highest_equivalent(index)
+            })
+        })
     }
 }
 
@@ -342,5 +561,119 @@ impl Rollups {
     }
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn plain(values: &[u64], sigfig: u8) -> Histogram<u64> {
+        let mut h = new_histogram(sigfig);
+        values.iter().for_each(|&v| h.record(v).unwrap());
+        h
+    }
+
+    fn compact(values: &[u64], sigfig: u8) -> LatencyHist {
+        let mut h = LatencyHist::new(sigfig);
+        values.iter().for_each(|&v| h.record(v));
+        h
+    }
+
+    fn dense_bytes(h: &Histogram<u64>) -> Vec<u8> {
+        let mut out = Vec::new();
+        V2DeflateSerializer::new().serialize(h, &mut out).unwrap();
+        out
+    }
+
+    fn value() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            1..200_u64,
+            1..5_000_000_u64,
+            Just(HIST_HIGH_US),
+            Just(HIST_LOW_US),
+        ]
+    }
+
+    #[test]
+    fn size_follows_distinct_buckets_not_the_range() {
+        let mut l = Latency::new(DEFAULT_SIGFIG);
+        for v in [3, 3, 1_000, 2_000_000] {
+            l.record(v);
+        }
+        assert_eq!(l.hist.distinct_buckets(), 3);
+        assert_eq!(l.hist.len(), 4);
+        assert!(l.hist.buckets.capacity() <= 4);
+        assert!(std::mem::size_of::<LatencyHist>() <= 32);
+    }
+
+    #[test]
+    fn empty_matches_the_dense_histogram() {
+        let l = Latency::new(DEFAULT_SIGFIG);
+        let h = new_histogram(DEFAULT_SIGFIG);
+        assert_eq!(l.hist.to_histogram(), h);
+        assert_eq!(l.hist_bytes(), dense_bytes(&h));
+        for q in [0.0, 0.5, 1.0] {
+            assert_eq!(l.quantile_us(q) as u64, h.value_at_quantile(q));
+        }
+        assert_eq!(
+            Latency::decode_hist(&l.hist_bytes()).map(|h| LatencyHist::from_histogram(&h)),
+            Ok(Ok(l.hist))
+        );
+    }
+
+    #[test]
+    fn foreign_histograms_are_refused() {
+        let h = Histogram::<u64>::new_with_bounds(1, 1_000, 2).unwrap();
+        assert!(LatencyHist::from_histogram(&h).is_err());
+        let h = Histogram::<u64>::new_with_bounds(HIST_LOW_US, HIST_HIGH_US, 4).unwrap();
+        assert!(LatencyHist::from_histogram(&h).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn same_figures_as_the_dense_histogram(
+            sigfig in 1..=MAX_SIGFIG,
+            a in prop::collection::vec(value(), 0..400),
+            b in prop::collection::vec(value(), 0..40),
+            qs in prop::collection::vec(prop_oneof![-0.5..1.5_f64, Just(0.0), Just(1.0), Just(f64::NAN)], 1..8),
+        ) {
+            let (mut ca, cb) = (compact(&a, sigfig), compact(&b, sigfig));
+            let (mut pa, pb) = (plain(&a, sigfig), plain(&b, sigfig));
+            prop_assert_eq!(&ca.to_histogram(), &pa);
+            prop_assert_eq!(&LatencyHist::from_histogram(&pa).unwrap(), &ca);
+            ca.merge(&cb);
+            pa.add(&pb).unwrap();
+            prop_assert_eq!(&ca.to_histogram(), &pa);
+            prop_assert_eq!(ca.len(), pa.len());
+            for &q in &qs {
+                prop_assert_eq!(ca.value_at_quantile(q), pa.value_at_quantile(q), "q {}", q);
+            }
+            let got: Vec<u64> = ca.value_at_quantiles(qs.iter().copied()).collect();
+            let want: Vec<u64> = pa.value_at_quantiles(qs.iter().copied()).collect();
+            prop_assert_eq!(got, want);
+            let want: Vec<u64> = pa.value_at_quantiles(PERCENTILES).collect();
+            let got: Vec<u64> = ca.value_at_quantiles(PERCENTILES).collect();
+            prop_assert_eq!(got, want);
+            let l = Latency { count: 0, sum_us: 0, min_us: 0, max_us: 0, clamped: 0, hist: ca.clone() };
+            let bytes = l.hist_bytes();
+            prop_assert_eq!(&bytes, &dense_bytes(&pa));
+            let back = Latency::decode_hist(&bytes).unwrap();
+            prop_assert_eq!(&back, &pa);
+            prop_assert_eq!(LatencyHist::from_histogram(&back).unwrap(), ca);
+        }
+
+        #[test]
+        fn merge_across_precisions_matches_histogram_add(
+            a in prop::collection::vec(value(), 0..50),
+            b in prop::collection::vec(value(), 1..50),
+        ) {
+            let mut ca = compact(&a, 2);
+            ca.merge(&compact(&b, 3));
+            let mut pa = plain(&a, 2);
+            pa.add(plain(&b, 3)).unwrap();
+            prop_assert_eq!(ca.to_histogram(), pa);
+        }
     }
 }

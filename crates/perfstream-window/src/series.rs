@@ -9,8 +9,8 @@ use crate::counts::Counts;
 use crate::hdr::{HdrLayout, clamp_us};
 use crate::key::PackedKey;
 use crate::rollup::{
-    Latency, Merge, QueryFigures, QueryKey, RequestFigures, RequestKey, ResourceFigures,
-    ResourceKey,
+    Latency, LatencyHist, Merge, QueryFigures, QueryKey, RequestFigures, RequestKey,
+    ResourceFigures, ResourceKey,
 };
 
 /// What the engine needs of a series type, whatever its kind.
@@ -68,14 +68,14 @@ impl LatencyState {
         self.counts.merge(layout, &o.counts);
     }
 
-    pub fn to_latency(&self, layout: &HdrLayout, sigfig: u8) -> Latency {
+    pub fn to_latency(&self, sigfig: u8) -> Latency {
         Latency {
             count: self.count,
             sum_us: self.sum_us,
             min_us: self.min_us,
             max_us: self.max_us,
             clamped: self.clamped,
-            hist: self.counts.to_histogram(layout, sigfig),
+            hist: LatencyHist::from_counts(&self.counts, sigfig),
         }
     }
 }
@@ -163,9 +163,9 @@ impl Series for QuerySeries {
         }
     }
 
-    fn into_figures(self, layout: &HdrLayout, sigfig: u8) -> QueryFigures {
+    fn into_figures(self, _: &HdrLayout, sigfig: u8) -> QueryFigures {
         QueryFigures {
-            latency: self.latency.to_latency(layout, sigfig),
+            latency: self.latency.to_latency(sigfig),
             rows_sum: self.rows_sum,
             rows_max: self.rows_max,
             query_text: self.text.map(String::from),
@@ -210,10 +210,10 @@ impl Series for RequestSeries {
         }
     }
 
-    fn into_figures(self, layout: &HdrLayout, sigfig: u8) -> RequestFigures {
+    fn into_figures(self, _: &HdrLayout, sigfig: u8) -> RequestFigures {
         let [s2, s3, s4, s5, other] = self.status;
         RequestFigures {
-            latency: self.latency.to_latency(layout, sigfig),
+            latency: self.latency.to_latency(sigfig),
             status_2xx: s2,
             status_3xx: s3,
             status_4xx: s4,

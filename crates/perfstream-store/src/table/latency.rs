@@ -1,7 +1,7 @@
 //! The latency columns shared by the query and request tables.
 
 use perfstream_events::TimestampUs;
-use perfstream_window::{Latency, PERCENTILES};
+use perfstream_window::{Latency, LatencyHist, PERCENTILES};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
@@ -35,7 +35,7 @@ pub(crate) fn encode_latency(enc: &mut Encoder<'_>, l: &Latency) {
         enc.i64(values.next().map_or(0, |v| v as i64));
     }
     enc.count(l.clamped);
-    enc.hist(&l.hist);
+    enc.hist(&l.hist.to_histogram());
 }
 
 fn get<'r, T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>>(
@@ -82,11 +82,13 @@ pub(crate) fn decode_latency(
     ws: TimestampUs,
 ) -> Result<Latency, StoreError> {
     let bytes: Vec<u8> = get(row, table, "hist", ws)?;
-    let hist = Latency::decode_hist(&bytes).map_err(|reason| StoreError::CorruptHistogram {
-        table,
-        window_start_us: ws,
-        reason,
-    })?;
+    let hist = Latency::decode_hist(&bytes)
+        .and_then(|h| LatencyHist::from_histogram(&h))
+        .map_err(|reason| StoreError::CorruptHistogram {
+            table,
+            window_start_us: ws,
+            reason,
+        })?;
     Ok(Latency {
         count: count_column(row, table, "count", ws)?,
         sum_us: get(row, table, "sum_us", ws)?,
