@@ -11,5 +11,4 @@ if ! command -v pg_ctl >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql >/dev/null
 fi
-cargo build -p perfstream
-RUST_LOG=${RUST_LOG:-warn} exec target/debug/perfstream demo "$@"
+RUST_LOG=${RUST_LOG:-warn} exec cargo run -q -p perfstream -- demo "$@"
