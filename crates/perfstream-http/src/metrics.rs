@@ -113,6 +113,14 @@ impl Collector for PipelineCollector {
             watermark.metric_type(),
         )?;
         watermark.encode(metric)?;
+        let lag = ConstGauge::new(snap.lag as i64);
+        let metric = encoder.encode_descriptor(
+            "perfstream_consumer_lag_messages",
+            "Messages between the input partitions' high watermarks and this process's position.",
+            None,
+            lag.metric_type(),
+        )?;
+        lag.encode(metric)?;
         Ok(())
     }
 }

@@ -33,6 +33,7 @@ async fn serve_answers_probes_metrics_and_the_dashboard_then_stops(pool: PgPool)
     stats.rows_written.store(999, Relaxed);
     stats.assigned_partitions.store(4, Relaxed);
     stats.watermark_us.store(1_767_225_660_250_000, Relaxed);
+    stats.lag.store(1234, Relaxed);
 
     // `serve` takes an address, so find a free port first; a race for it would fail the test
     // loudly (bind error), never pass it wrongly.
@@ -81,6 +82,7 @@ async fn serve_answers_probes_metrics_and_the_dashboard_then_stops(pool: PgPool)
         "perfstream_rows_written_total 999",
         "perfstream_assigned_partitions 4",
         "perfstream_watermark_seconds 1767225660.25",
+        "perfstream_consumer_lag_messages 1234",
         "# TYPE perfstream_flushes counter",
         "# TYPE perfstream_assigned_partitions gauge",
     ] {

@@ -414,6 +414,27 @@ impl Inner {
         }
     }
 
+    /// Refreshes the lag gauge: high watermark minus position, summed over the assigned
+    /// partitions. The broker round trips happen outside the state lock.
+    pub(crate) fn update_lag(&self, consumer: &BaseConsumer<PipelineContext>) {
+        let positions: Vec<(String, i32, i64)> = self
+            .lock()
+            .parts
+            .values()
+            .map(|p| (p.topic.clone(), p.partition, p.position))
+            .collect();
+        let mut lag = 0u64;
+        for (topic, partition, position) in positions {
+            match consumer.fetch_watermarks(&topic, partition, Duration::from_secs(1)) {
+                Ok((_, high)) => lag += (high - position).max(0) as u64,
+                Err(_) => return, // broker away: keep the last value
+            }
+        }
+        self.stats
+            .lag
+            .store(lag, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub(crate) fn set_paused(&self, consumer: &BaseConsumer<PipelineContext>, paused: bool) {
         let Ok(assignment) = consumer.assignment() else {
             return;

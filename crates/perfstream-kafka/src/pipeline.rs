@@ -128,6 +128,7 @@ fn poll_loop(
     let ctx = consumer.context().clone();
     let flush_every = Duration::from_millis(settings.flush_interval_ms);
     let mut next_flush = Instant::now() + flush_every;
+    let mut next_lag = Instant::now();
     let mut backoff = Backoff::new(&settings);
     let mut paused = false;
     let result = loop {
@@ -178,6 +179,10 @@ fn poll_loop(
             }
         }
 
+        if Instant::now() >= next_lag {
+            ctx.update_lag(&consumer);
+            next_lag = Instant::now() + Duration::from_secs(5);
+        }
         if Instant::now() < next_flush {
             continue;
         }

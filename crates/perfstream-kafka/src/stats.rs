@@ -18,6 +18,9 @@ pub struct PipelineStats {
     pub rebalances: AtomicU64,
     pub assigned_partitions: AtomicU64,
     pub watermark_us: AtomicU64,
+    /// Messages between the high watermark and this process's position, summed over its
+    /// partitions; refreshed every few seconds.
+    pub lag: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -36,6 +39,7 @@ pub struct StatsSnapshot {
     pub rebalances: u64,
     pub assigned_partitions: u64,
     pub watermark_us: u64,
+    pub lag: u64,
 }
 
 impl PipelineStats {
@@ -60,6 +64,7 @@ impl PipelineStats {
             rebalances: g(&self.rebalances),
             assigned_partitions: g(&self.assigned_partitions),
             watermark_us: g(&self.watermark_us),
+            lag: g(&self.lag),
         }
     }
 }

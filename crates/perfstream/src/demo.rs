@@ -157,7 +157,7 @@ pub async fn run(args: DemoArgs, mut cfg: Config) -> Result<()> {
         last = (Instant::now(), s.messages_in);
         let rows = row_counts(&store).await.unwrap_or_default();
         println!(
-            "[{:>4}s] in {:>7.0} msg/s | aggregated {} | closed rollups {} | rows q/r/res {}/{}/{} | corrections {} | late {} | dead-lettered {} | flushes {} | alerts {}",
+            "[{:>4}s] in {:>7.0} msg/s | aggregated {} | closed rollups {} | rows q/r/res {}/{}/{} | corrections {} | late {} | dead-lettered {} | flushes {} | lag {} | alerts {}",
             started.elapsed().as_secs(),
             rate,
             s.events_aggregated,
@@ -169,6 +169,7 @@ pub async fn run(args: DemoArgs, mut cfg: Config) -> Result<()> {
             s.too_late,
             s.dead_lettered,
             s.flushes,
+            s.lag,
             rows.3,
         );
         if deadline.is_some_and(|d| Instant::now() >= d) {
