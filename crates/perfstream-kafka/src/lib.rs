@@ -29,8 +29,9 @@
 //! resume offset below the log start (data expired in Kafka) is a loud error unless
 //! `allow_resume_from_log_start` is set.
 //!
-//! Layout: `settings` (config), `pipeline` (the poll loop and flush), `context` (rebalance
-//! callbacks), `routing` (dead-letter and late producer), `admin` (topics), `dev_broker` (mock
+//! Layout: `settings` (config), `pipeline` (the poll loop), `context` (state and the
+//! per-message path; `context/flush.rs` the flush transaction, `context/rebalance.rs` the
+//! rebalance callbacks), `routing` (dead-letter and late producer), `admin` (topics), `dev_broker` (mock
 //! cluster for the demo and tests), `stats` (counters read by the demo and the metrics).
 
 mod admin;
