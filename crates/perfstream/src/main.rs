@@ -189,15 +189,28 @@ async fn dispatch(cmd: Command, cfg: Config) -> Result<()> {
     }
 }
 
+/// Connects to Postgres, retrying retriable failures (server starting, overloaded) for up to
+/// about 30 s before giving up with the error.
 async fn connect(cfg: &Config) -> Result<Store> {
-    Store::connect(&cfg.postgres.url, cfg.postgres.max_connections)
-        .await
-        .with_context(|| {
-            format!(
-                "connecting to Postgres (postgres.url = {})",
-                config::redact_url(&cfg.postgres.url)
-            )
-        })
+    let mut attempt = 0;
+    loop {
+        match Store::connect(&cfg.postgres.url, cfg.postgres.max_connections).await {
+            Ok(store) => return Ok(store),
+            Err(e) if e.is_retriable() && attempt < 10 => {
+                attempt += 1;
+                warn!(error = %e, attempt, "Cannot connect to Postgres yet; retrying.");
+                tokio::time::sleep(std::time::Duration::from_secs(attempt.min(5))).await;
+            }
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "connecting to Postgres (postgres.url = {})",
+                        config::redact_url(&cfg.postgres.url)
+                    )
+                });
+            }
+        }
+    }
 }
 
 async fn run(cfg: Config) -> Result<()> {
