@@ -277,8 +277,10 @@ impl LatencyHist {
         self.value_at_quantiles([q]).next().unwrap_or(0)
     }
 
-    /// Values at several ascending quantiles in one pass, as `Histogram::value_at_quantiles`
-    /// (which stops at the first quantile below its predecessor).
+    /// Values at several ascending quantiles in one pass, as `Histogram::value_at_quantiles`:
+    /// one value per quantile, in order, stopping at the first quantile below its predecessor;
+    /// an empty histogram yields 0 for every quantile, in any order (it never stops early, as
+    /// only a value read from a bucket counts as a predecessor).
     pub fn value_at_quantiles<I: IntoIterator<Item = f64>>(
         &self,
         quantiles: I,
@@ -295,15 +297,18 @@ impl LatencyHist {
             if previous.is_some_and(|p| p > q) {
                 return None;
             }
-            previous = Some(q);
             let target = ((q.clamp(0., 1.) * total as f64).ceil() as u64).max(1);
             while at < target {
                 let Some(&(i, n)) = buckets.next() else {
+                    // Only when empty (else the target is at most `total`, barring f64 rounding
+                    // past 2^53 values). As in hdrhistogram, this quantile does not become the
+                    // predecessor, so every later one yields 0 too, whatever its order.
                     return Some(0);
                 };
                 index = i;
                 at = at.saturating_add(n);
             }
+            previous = Some(q);
             Some(if q == 0.0 {
                 layout.value_of(index)
             } else {
@@ -617,6 +622,12 @@ mod tests {
         for q in [0.0, 0.5, 1.0] {
             assert_eq!(l.quantile_us(q) as u64, h.value_at_quantile(q));
         }
+        // One 0 per quantile even out of order (the proptest regression of sigfig 1, qs [1, 0]).
+        let qs = [1.0, 0.0, 0.5];
+        let got: Vec<u64> = l.hist.value_at_quantiles(qs).collect();
+        let want: Vec<u64> = h.value_at_quantiles(qs).collect();
+        assert_eq!(want, [0, 0, 0]);
+        assert_eq!(got, want);
         assert_eq!(
             Latency::decode_hist(&l.hist_bytes()).map(|h| LatencyHist::from_histogram(&h)),
             Ok(Ok(l.hist))
