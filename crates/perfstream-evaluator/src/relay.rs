@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use perfstream_kafka::KafkaSettings;
+use perfstream_pipeline::KafkaSettings;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sqlx::{PgConnection, Row};
@@ -21,7 +21,10 @@ pub(crate) struct Relay {
 
 impl Relay {
     pub(crate) fn new(kafka: &KafkaSettings, batch: u32) -> Result<Relay, EvalError> {
-        let mut cfg = kafka.producer_config();
+        let mut cfg = rdkafka::ClientConfig::new();
+        for (k, v) in kafka.producer_properties() {
+            cfg.set(k, v);
+        }
         // An alert should not wait for a batch to fill; keep the user's choice if given.
         if !kafka.librdkafka.contains_key("linger.ms") {
             cfg.set("linger.ms", "0");

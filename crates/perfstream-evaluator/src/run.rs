@@ -5,7 +5,7 @@
 use std::future::Future;
 
 use perfstream_alerts::{AlertSettings, Engine};
-use perfstream_kafka::KafkaSettings;
+use perfstream_pipeline::KafkaSettings;
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::watch;

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use perfstream_http::{HttpSettings, serve};
-use perfstream_kafka::PipelineStats;
+use perfstream_pipeline::PipelineStats;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use perfstream_kafka::{PipelineStats, StatsSnapshot};
+use perfstream_pipeline::{PipelineStats, StatsSnapshot};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use perfstream_http::{HttpSettings, serve};
-use perfstream_kafka::PipelineStats;
+use perfstream_pipeline::PipelineStats;
 use serde_json::Value;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;

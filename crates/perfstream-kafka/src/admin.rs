@@ -10,8 +10,9 @@ use crate::{KafkaError, KafkaSettings};
 
 /// Creates every perfstream topic that does not exist yet; returns the names created.
 pub async fn create_topics(s: &KafkaSettings) -> Result<Vec<String>, KafkaError> {
-    let admin: AdminClient<DefaultClientContext> =
-        s.client_config().create().map_err(KafkaError::Client)?;
+    let admin: AdminClient<DefaultClientContext> = crate::client_config(s.client_properties())
+        .create()
+        .map_err(KafkaError::Client)?;
     let retention = s.retention_ms.to_string();
     let t = &s.topics;
     let names = [

@@ -6,62 +6,40 @@
 mod flush;
 mod rebalance;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use perfstream_events::{DeadLetter, Decoder};
-use perfstream_store::{FlushWrite, Store};
-use perfstream_window::{Engine, PartitionId, RecordOutcome};
+use perfstream_pipeline::{Action, Core};
+use perfstream_store::Store;
+use perfstream_window::PartitionId;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError as RdError;
 use tokio::runtime::Handle;
 use tracing::{error, warn};
 
-use crate::pipeline::{PipelineSettings, now_us};
+use crate::pipeline::now_us;
 use crate::routing::Router;
-use crate::stats::PipelineStats;
-use crate::{KafkaError, KafkaSettings};
+use crate::{KafkaError, KafkaSettings, PipelineSettings};
+use perfstream_pipeline::PipelineStats;
 
-/// What the pipeline knows of one assigned partition.
-struct Part {
-    topic: String,
-    partition: i32,
-    id: PartitionId,
-    generation: i64,
-    /// Next offset to read (after the last message seen, decodable or not).
-    position: i64,
-    /// From the claim: below it, undecodable messages were already routed.
-    applied_through: i64,
-    /// The watermark stored by the last committed flush (or the claim).
-    applied_watermark_us: i64,
-}
-
-/// A flush computed from the engine but not yet committed (kept across retries).
-struct Pending {
-    write: FlushWrite,
-    windows_closed: u64,
-}
-
-pub(crate) struct Core {
-    engine: Engine,
+/// Everything behind the context's lock: the pure protocol core and the I/O pieces the
+/// per-message path uses.
+pub(crate) struct State {
+    pub(crate) core: Core,
     decoder: Decoder,
     router: Router,
-    parts: HashMap<(usize, i32), Part>,
-    pending: Option<Pending>,
     fatal: Option<KafkaError>,
     /// Set when a flush was fenced: the process rejoins the group to get a fresh assignment.
     rejoin: bool,
 }
 
-impl Core {
-    pub(crate) fn new(engine: Engine, decoder: Decoder, router: Router) -> Self {
-        Core {
-            engine,
+impl State {
+    pub(crate) fn new(core: Core, decoder: Decoder, router: Router) -> Self {
+        State {
+            core,
             decoder,
             router,
-            parts: HashMap::new(),
-            pending: None,
             fatal: None,
             rejoin: false,
         }
@@ -82,7 +60,9 @@ pub(crate) struct Inner {
     kafka: KafkaSettings,
     settings: PipelineSettings,
     owner: String,
-    core: Mutex<Core>,
+    state: Mutex<State>,
+    /// Set by shutdown: interrupts a claim that is retrying.
+    stop: Arc<std::sync::atomic::AtomicBool>,
     stats: Arc<PipelineStats>,
     /// When a broker error was last logged, and how many occurred since.
     broker_errors: Mutex<(Option<std::time::Instant>, u64)>,
@@ -102,8 +82,9 @@ impl PipelineContext {
         kafka: KafkaSettings,
         settings: PipelineSettings,
         owner: String,
-        core: Core,
+        state: State,
         stats: Arc<PipelineStats>,
+        stop: Arc<std::sync::atomic::AtomicBool>,
     ) -> Self {
         PipelineContext(Arc::new(Inner {
             handle,
@@ -111,20 +92,34 @@ impl PipelineContext {
             kafka,
             settings,
             owner,
-            core: Mutex::new(core),
+            state: Mutex::new(state),
             stats,
+            stop,
             broker_errors: Mutex::new((None, 0)),
         }))
     }
 }
 
 impl Inner {
-    fn lock(&self) -> MutexGuard<'_, Core> {
-        self.core.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn topic_index(&self, topic: &str) -> Option<usize> {
-        self.kafka.topics.inputs().iter().position(|t| *t == topic)
+    fn partition_id(&self, topic: &str, partition: i32) -> Option<PartitionId> {
+        let ti = self
+            .kafka
+            .topics
+            .inputs()
+            .iter()
+            .position(|t| *t == topic)?;
+        Some(PartitionId {
+            topic: ti as u32,
+            partition,
+        })
+    }
+
+    fn topic_name(&self, id: PartitionId) -> &str {
+        self.kafka.topics.inputs()[id.topic as usize]
     }
 
     pub(crate) fn input_topics(&self) -> Vec<&str> {
@@ -162,74 +157,53 @@ impl Inner {
         payload: Option<&[u8]>,
         timestamp_ms: Option<i64>,
     ) {
-        let Some(ti) = self.topic_index(topic) else {
+        let Some(id) = self.partition_id(topic, partition) else {
             return;
         };
-        let mut core = self.lock();
-        let core = &mut *core;
-        let Some(part) = core.parts.get_mut(&(ti, partition)) else {
-            return;
-        };
-        PipelineStats::add(&self.stats.messages_in, 1);
-        part.position = offset + 1;
-        let now = now_us();
+        let mut state = self.lock();
+        let state = &mut *state;
         let payload = payload.unwrap_or(&[]);
-        match core
+        let decoded = state
             .decoder
-            .decode(payload, timestamp_ms.map(|ms| ms.saturating_mul(1000)))
-        {
-            Ok(event) => match core.engine.record(part.id, offset, &event, now) {
-                Ok(RecordOutcome::Aggregated) => {
-                    PipelineStats::add(&self.stats.events_aggregated, 1)
-                }
-                Ok(RecordOutcome::Skipped) => {
-                    PipelineStats::add(&self.stats.events_skipped_replay, 1)
-                }
-                Ok(RecordOutcome::Correction) => PipelineStats::add(&self.stats.corrections, 1),
-                Ok(outcome @ (RecordOutcome::TooLate | RecordOutcome::Future)) => {
-                    if offset < part.applied_through {
-                        return; // routed before the last committed flush
-                    }
-                    PipelineStats::add(&self.stats.too_late, 1);
-                    let (kind, reason) = match outcome {
-                        RecordOutcome::TooLate => (
-                            "too_late",
-                            "event time is before the correction horizon of its window",
-                        ),
-                        _ => (
-                            "too_far_in_future",
-                            "event time is further ahead of its arrival than window.max_future_skew",
-                        ),
-                    };
-                    let dl =
-                        dead_letter(topic, partition, offset, key, payload, kind, reason.into());
-                    core.router.route(&self.kafka.topics.late, &dl);
-                }
-                Err(e) => error!(error = %e, "Engine refused an event of an assigned partition."),
-            },
+            .decode(payload, timestamp_ms.map(|ms| ms.saturating_mul(1000)));
+        let (action, error) = match decoded {
+            Ok(event) => (state.core.on_event(id, offset, &event, now_us()), None),
             Err(e) if e.is_retriable() => {
                 // The schema registry is unreachable: the message is not bad, so it must not be
                 // dead-lettered. Stop; a restart replays from the last committed flush.
                 error!(error = %e, topic, partition, offset, "Cannot decode for now; stopping the pipeline.");
-                core.fatal = Some(KafkaError::Decode(e));
+                state.fatal = Some(KafkaError::Decode(e));
+                return;
             }
-            Err(e) => {
-                if offset < part.applied_through {
-                    return; // routed before the last committed flush
-                }
-                PipelineStats::add(&self.stats.dead_lettered, 1);
-                let dl = dead_letter(
-                    topic,
-                    partition,
-                    offset,
-                    key,
-                    payload,
-                    e.kind(),
-                    e.to_string(),
-                );
-                core.router.route(&self.kafka.topics.dlq, &dl);
-            }
+            Err(e) => (state.core.on_undecodable(id, offset), Some(e)),
+        };
+        let s = &self.stats;
+        if action == Action::NotAssigned {
+            return;
         }
+        PipelineStats::add(&s.messages_in, 1);
+        let (route_to, kind, reason) = match action {
+            Action::NotAssigned => return,
+            Action::Aggregated => return PipelineStats::add(&s.events_aggregated, 1),
+            Action::Correction => return PipelineStats::add(&s.corrections, 1),
+            Action::Skipped => return PipelineStats::add(&s.events_skipped_replay, 1),
+            Action::AlreadyRouted => return,
+            Action::Late(late) => {
+                PipelineStats::add(&s.too_late, 1);
+                (
+                    &self.kafka.topics.late,
+                    late.kind(),
+                    late.reason().to_string(),
+                )
+            }
+            Action::DeadLetter => {
+                PipelineStats::add(&s.dead_lettered, 1);
+                let e = error.expect("dead letters come from decode errors");
+                (&self.kafka.topics.dlq, e.kind(), e.to_string())
+            }
+        };
+        let dl = dead_letter(topic, partition, offset, key, payload, kind, reason);
+        state.router.route(route_to, &dl);
     }
 
     /// Refreshes the lag gauge: high watermark minus position, summed over the assigned
@@ -237,9 +211,10 @@ impl Inner {
     pub(crate) fn update_lag(&self, consumer: &BaseConsumer<PipelineContext>) {
         let positions: Vec<(String, i32, i64)> = self
             .lock()
-            .parts
-            .values()
-            .map(|p| (p.topic.clone(), p.partition, p.position))
+            .core
+            .positions()
+            .into_iter()
+            .map(|(id, position)| (self.topic_name(id).to_string(), id.partition, position))
             .collect();
         let mut lag = 0u64;
         for (topic, partition, position) in positions {

@@ -24,8 +24,21 @@ pub enum KafkaError {
     },
     #[error("store: {0}")]
     Store(#[from] perfstream_store::StoreError),
-    #[error("flush before revoke did not finish within pipeline.revoke_flush_deadline_ms")]
-    RevokeDeadline,
+    #[error(
+        "the flush did not finish within {0:?} (pipeline.flush_deadline_ms, or pipeline.revoke_flush_deadline_ms on revoke)"
+    )]
+    FlushDeadline(std::time::Duration),
+    #[error(
+        "could not claim {topic}/{partition} in Postgres within pipeline.claim_deadline_ms = {deadline_ms}; \
+         check that Postgres is reachable, or raise the deadline"
+    )]
+    ClaimDeadline {
+        topic: String,
+        partition: i32,
+        deadline_ms: u64,
+    },
+    #[error("claiming a partition was interrupted by shutdown")]
+    ClaimInterrupted,
     #[error("invalid [window] config: {0}")]
     Window(#[from] perfstream_window::ConfigError),
     #[error("decoding needs a service that is unavailable")]

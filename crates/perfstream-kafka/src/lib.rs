@@ -29,10 +29,11 @@
 //! resume offset below the log start (data expired in Kafka) is a loud error unless
 //! `allow_resume_from_log_start` is set.
 //!
-//! Layout: `settings` (config), `pipeline` (the poll loop), `context` (state and the
-//! per-message path; `context/flush.rs` the flush transaction, `context/rebalance.rs` the
+//! Layout: `pipeline` (the poll loop), `context` (the adapter around `perfstream_pipeline::Core`:
+//! the per-message path; `context/flush.rs` the flush transaction, `context/rebalance.rs` the
 //! rebalance callbacks), `routing` (dead-letter and late producer), `admin` (topics), `dev_broker` (mock
-//! cluster for the demo and tests), `stats` (counters read by the demo and the metrics).
+//! cluster for the demo and tests). The protocol itself (replay rules, progress,
+//! flush plans) is the pure `perfstream_pipeline::Core`; settings and counters live there too.
 
 mod admin;
 mod context;
@@ -41,12 +42,20 @@ mod error;
 mod failpoint;
 mod pipeline;
 mod routing;
-mod settings;
-mod stats;
 
 pub use admin::{check_retention, create_topics};
 pub use dev_broker::DevBroker;
 pub use error::KafkaError;
-pub use pipeline::{PipelineSettings, run_pipeline};
-pub use settings::{KafkaSettings, Topics};
-pub use stats::{PipelineStats, StatsSnapshot};
+pub use perfstream_pipeline::{
+    KafkaSettings, PipelineSettings, PipelineStats, StatsSnapshot, Topics,
+};
+pub use pipeline::run_pipeline;
+
+/// An rdkafka client config from a property list of `perfstream-pipeline`'s settings.
+pub fn client_config(properties: Vec<(String, String)>) -> rdkafka::ClientConfig {
+    let mut c = rdkafka::ClientConfig::new();
+    for (k, v) in properties {
+        c.set(k, v);
+    }
+    c
+}

@@ -14,46 +14,12 @@ use perfstream_window::{Engine, WindowConfig};
 use rand::Rng;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use serde::{Deserialize, Serialize};
 use tracing::{info, info_span, warn};
 
-use crate::context::{Core, PipelineContext};
+use crate::context::{PipelineContext, State};
 use crate::routing::Router;
-use crate::stats::PipelineStats;
-use crate::{KafkaError, KafkaSettings};
-
-/// Pipeline behaviour (`[pipeline]`).
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PipelineSettings {
-    /// How often closed windows and corrections are written. Default 1000 ms.
-    pub flush_interval_ms: u64,
-    /// Messages handled per poll batch (one tracing span each). Default 5000.
-    pub batch_max_messages: usize,
-    /// First retry delay after a failed flush; doubles up to `retry_max_ms`, with jitter.
-    /// Default 100 ms.
-    pub retry_initial_ms: u64,
-    /// Cap of the retry delay. Default 10000 ms.
-    pub retry_max_ms: u64,
-    /// Time a revoke may spend flushing closed windows before it gives up and lets the next
-    /// owner replay them. Default 5000 ms.
-    pub revoke_flush_deadline_ms: u64,
-    /// Identity of this process in `consumer_offsets.owner`. Default: host name + pid.
-    pub owner: Option<String>,
-}
-
-impl Default for PipelineSettings {
-    fn default() -> Self {
-        PipelineSettings {
-            flush_interval_ms: 1000,
-            batch_max_messages: 5000,
-            retry_initial_ms: 100,
-            retry_max_ms: 10_000,
-            revoke_flush_deadline_ms: 5000,
-            owner: None,
-        }
-    }
-}
+use crate::{KafkaError, KafkaSettings, PipelineSettings, PipelineStats};
+use perfstream_pipeline::Core;
 
 pub(crate) fn now_us() -> i64 {
     SystemTime::now()
@@ -89,18 +55,22 @@ pub async fn run_pipeline(
     let handle = tokio::runtime::Handle::current();
     let owner = settings.owner.clone().unwrap_or_else(default_owner);
     let router = Router::new(&kafka)?;
-    let core = Core::new(Engine::new(window)?, Decoder::new(decode), router);
+    let state = State::new(
+        Core::new(Engine::new(window)?),
+        Decoder::new(decode),
+        router,
+    );
     let ctx = PipelineContext::new(
         handle,
         store,
         kafka.clone(),
         settings.clone(),
         owner,
-        core,
+        state,
         stats,
+        stop.clone(),
     );
-    let consumer: BaseConsumer<PipelineContext> = kafka
-        .consumer_config()
+    let consumer: BaseConsumer<PipelineContext> = crate::client_config(kafka.consumer_properties())
         .create_with_context(ctx)
         .map_err(KafkaError::Client)?;
     consumer

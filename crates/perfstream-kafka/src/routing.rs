@@ -36,8 +36,7 @@ pub struct Router {
 
 impl Router {
     pub fn new(s: &KafkaSettings) -> Result<Self, KafkaError> {
-        let producer = s
-            .producer_config()
+        let producer = crate::client_config(s.producer_properties())
             .create_with_context(RoutingContext::default())
             .map_err(KafkaError::Client)?;
         Ok(Router {

@@ -111,6 +111,35 @@ impl Engine {
         }
     }
 
+    /// Whether `offset` of `partition` is below the `applied_through_offset` it was assigned
+    /// with: a previous owner read it before its last committed flush.
+    pub fn is_replay(&self, partition: PartitionId, offset: i64) -> bool {
+        self.partitions
+            .get(&partition)
+            .is_some_and(|p| p.is_replay(offset))
+    }
+
+    /// The next offset to read of `partition` (after the last message noted), if known.
+    pub fn position(&self, partition: PartitionId) -> Option<i64> {
+        self.partitions.get(&partition).and_then(|p| p.next_offset)
+    }
+
+    /// Notes that `partition`'s next offset to read is at least `next_offset`: its start position
+    /// on assignment, or one past a message that carried no event (undecodable). Progress is
+    /// reported for every partition with a position, whether or not it produced rows.
+    pub fn note_position(
+        &mut self,
+        partition: PartitionId,
+        next_offset: i64,
+    ) -> Result<(), WindowError> {
+        let p = self
+            .partitions
+            .get_mut(&partition)
+            .ok_or(WindowError::NotAssigned { partition })?;
+        p.next_offset = p.next_offset.max(Some(next_offset));
+        Ok(())
+    }
+
     /// Records one event read from `partition` at `offset`. `arrival_us` is when it arrived by
     /// the caller's clock (or its Kafka timestamp): it keeps the partition from being idle and
     /// bounds how far ahead the event time may be.
@@ -151,7 +180,7 @@ impl Engine {
             c.skipped += 1;
             return Ok(RecordOutcome::Skipped);
         }
-        let closed_through = (*watermark_us).max(stored_through);
+        let closed_through = p.closed_through_us(*watermark_us);
         // Too late is judged against the partition's own watermark as well: while another
         // partition holds the operator watermark back (e.g. it has no event yet), an event far
         // behind this partition's stream is still beyond the horizon, whatever the timing.
@@ -206,13 +235,32 @@ impl Engine {
     /// Recomputes the operator watermark at the caller's time `now_us` and returns it. A
     /// partition with no message for `idle_timeout` (or, if it never had one, for that long since
     /// the first `advance` after its `assign`) stops holding it back.
+    ///
+    /// When every partition is idle, the watermark also follows the caller's clock, to
+    /// `now - allowed_lateness - idle_timeout`, but never past the end of the window holding the
+    /// latest event seen: the last window of a stream that went quiet closes, and a stream of
+    /// old events (a backfill) is not pushed beyond its own data. Later events are corrections.
     pub fn advance(&mut self, now_us: i64) -> Option<i64> {
         let (lateness, idle) = (self.us.allowed_lateness, self.us.idle_timeout);
-        let marks = self
+        let marks: Vec<_> = self
             .partitions
             .values_mut()
-            .map(|p| p.mark(now_us, lateness, idle));
-        self.watermark_us = watermark::combine(self.watermark_us, marks);
+            .map(|p| p.mark(now_us, lateness, idle))
+            .collect();
+        let all_idle = !marks.is_empty() && marks.iter().all(|m| m.idle);
+        let mut wm = watermark::combine(self.watermark_us, marks);
+        if all_idle
+            && let Some(latest) = self
+                .partitions
+                .values()
+                .filter_map(|p| p.max_event_us)
+                .max()
+        {
+            let clock = now_us.saturating_sub(lateness).saturating_sub(idle);
+            let cap = window_of(latest, self.us.window).1;
+            wm = wm.max(Some(clock.min(cap)));
+        }
+        self.watermark_us = wm;
         self.watermark_us
     }
 
@@ -224,7 +272,7 @@ impl Engine {
         let mut corrections: BTreeMap<i64, WindowState> = BTreeMap::new();
         let mut progress = Vec::with_capacity(self.partitions.len());
         for (&id, p) in &mut self.partitions {
-            let through = self.watermark_us.max(p.stored_through_us());
+            let through = p.closed_through_us(self.watermark_us);
             if let Some(through) = through {
                 // Window [start, start + window) is closed when start + window <= through.
                 let still_open = p
@@ -239,7 +287,7 @@ impl Engine {
                 self.live_series -= w.series_count();
                 merge_into(&mut corrections, start, w, &self.layout);
             }
-            if let (Some(next), Some(resume)) = (p.next_offset, p.resume_offset()) {
+            if let (Some(next), Some(resume)) = (p.applied_through_offset(), p.resume_offset()) {
                 progress.push(PartitionProgress {
                     partition: id,
                     resume_offset: resume,

@@ -50,6 +50,31 @@ impl PartitionState {
             .is_some_and(|t| offset < t)
     }
 
+    /// Still reading below the claimed `applied_through_offset`.
+    pub fn replaying(&self) -> bool {
+        self.resume
+            .applied_through_offset
+            .is_some_and(|t| self.next_offset.is_none_or(|n| n < t))
+    }
+
+    /// Windows ending at or before this are closed for this partition. While it replays, that
+    /// is the stored watermark only, whatever the operator watermark: closing a later window
+    /// before the position reaches `applied_through_offset` would store a progress that no
+    /// longer says which replayed events are in the tables (a second failover would count
+    /// them again). See ARCHITECTURE.md, "Replay never weakens the stored marks".
+    pub fn closed_through_us(&self, operator_us: Option<i64>) -> Option<i64> {
+        if self.replaying() {
+            self.stored_through_us()
+        } else {
+            operator_us.max(self.stored_through_us())
+        }
+    }
+
+    /// The progress to store: never below the claimed marks while replaying.
+    pub fn applied_through_offset(&self) -> Option<i64> {
+        self.next_offset.max(self.resume.applied_through_offset)
+    }
+
     pub fn mark(&mut self, now_us: i64, lateness_us: i64, idle_timeout_us: i64) -> PartitionMark {
         let active_at = match self.last_arrival_us {
             Some(t) => t,

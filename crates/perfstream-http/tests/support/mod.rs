@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use perfstream_http::{HttpServer, HttpSettings};
-use perfstream_kafka::PipelineStats;
+use perfstream_pipeline::PipelineStats;
 use serde_json::Value;
 use sqlx::PgPool;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -3,18 +3,18 @@
 
 use std::time::Duration;
 
-use perfstream_store::{FlushWrite, PartitionProgress as ProgressUpdate, StoreError};
-use perfstream_window::{Merge, Rollup, Rollups};
+use perfstream_pipeline::FlushPlan;
+use perfstream_store::{FlushCommit, FlushWrite, PartitionProgress, StoreError};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError as RdError;
 use rdkafka::{Offset, TopicPartitionList};
 use tracing::{info_span, warn};
 
-use super::{Core, FlushFailure, Inner, Pending, PipelineContext};
+use super::{FlushFailure, Inner, PipelineContext, State};
 use crate::KafkaError;
 use crate::failpoint;
 use crate::pipeline::now_us;
-use crate::stats::PipelineStats;
+use perfstream_pipeline::PipelineStats;
 
 impl Inner {
     /// Writes closed windows, corrections and the progress of every assigned partition in one
@@ -24,30 +24,32 @@ impl Inner {
         consumer: &BaseConsumer<PipelineContext>,
         reason: &'static str,
     ) -> Result<u64, FlushFailure> {
-        let mut core = self.lock();
-        if let Some(e) = core.fatal.take() {
+        let mut state = self.lock();
+        if let Some(e) = state.fatal.take() {
             return Err(FlushFailure {
                 retriable: false,
                 source: e,
             });
         }
-        self.flush_locked(&mut core, consumer, reason, None)
+        let deadline = Duration::from_millis(self.settings.flush_deadline_ms);
+        self.flush_locked(&mut state, consumer, reason, deadline)
     }
 
+    /// One flush within `deadline`. A write that times out, or whose reply is lost, is retried
+    /// with the same plan; the store recognises a plan it already applied (`flush_seq`).
     pub(super) fn flush_locked(
         &self,
-        core: &mut Core,
+        state: &mut State,
         consumer: &BaseConsumer<PipelineContext>,
         reason: &'static str,
-        deadline: Option<Duration>,
+        deadline: Duration,
     ) -> Result<u64, FlushFailure> {
-        if core.pending.is_none() {
-            if core.parts.is_empty() {
-                return Ok(0);
-            }
-            core.engine.advance(now_us());
-            let out = core.engine.flush();
-            let c = &out.counters;
+        let fresh = !state.core.has_pending();
+        let Some(plan) = state.core.prepare_flush(now_us()) else {
+            return Ok(0);
+        };
+        if fresh {
+            let c = &plan.counters;
             let overflow = (c.query.overflow, c.request.overflow, c.resource.overflow);
             if overflow != (0, 0, 0) {
                 // Once per flush, never per event: totals stay exact in the overflow series.
@@ -55,53 +57,17 @@ impl Inner {
                     query = overflow.0,
                     request = overflow.1,
                     resource = overflow.2,
-                    live_series = out.live_series,
+                    live_series = plan.live_series,
                     "Series cap (window.max_series) reached: events of new keys went to the overflow series."
                 );
             }
-            let op_watermark = out.watermark_us;
-            let progress = core
-                .parts
-                .values()
-                .map(|p| {
-                    let engine = out.progress.iter().find(|e| e.partition == p.id);
-                    ProgressUpdate {
-                        topic: p.topic.clone(),
-                        partition: p.partition,
-                        generation: p.generation,
-                        resume_offset: engine
-                            .map_or(p.position, |e| e.resume_offset.min(p.position)),
-                        applied_through_offset: p.position,
-                        applied_watermark_us: engine
-                            .and_then(|e| e.applied_watermark_us)
-                            .or(op_watermark)
-                            .unwrap_or(p.applied_watermark_us)
-                            .max(p.applied_watermark_us),
-                    }
-                })
-                .collect();
-            let windows_closed = out.closed.len() as u64;
-            core.pending = Some(Pending {
-                write: FlushWrite {
-                    group_id: self.kafka.group_id.clone(),
-                    owner: self.owner.clone(),
-                    rollups: combine(out.closed, out.corrections),
-                    progress,
-                },
-                windows_closed,
-            });
         }
-        let pending = core.pending.as_ref().expect("set above");
-        let rows = pending.write.rollups.len() as u64;
-        let span = info_span!(
-            "flush",
-            reason,
-            rows,
-            partitions = pending.write.progress.len()
-        );
+        let write = self.flush_write(plan);
+        let rows = write.rollups.len() as u64;
+        let span = info_span!("flush", reason, rows, partitions = write.progress.len());
         let _g = span.enter();
 
-        if !core.router.await_acks(Duration::from_secs(60)) {
+        if !state.router.await_acks(Duration::from_secs(60)) {
             return Err(FlushFailure {
                 retriable: false,
                 source: KafkaError::Client(RdError::Canceled),
@@ -109,48 +75,35 @@ impl Inner {
         }
         failpoint::hit("after_dlq_ack");
         failpoint::hit("before_commit");
-        let write = self.store.write_flush(&pending.write);
-        let result = match deadline {
-            None => self.handle.block_on(write),
-            Some(d) => match self
-                .handle
-                .block_on(async { tokio::time::timeout(d, write).await })
-            {
-                Ok(r) => r,
-                Err(_) => {
-                    return Err(FlushFailure {
-                        retriable: true,
-                        source: KafkaError::RevokeDeadline,
-                    });
-                }
-            },
+        let result = match self.handle.block_on(async {
+            tokio::time::timeout(deadline, self.store.write_flush(&write)).await
+        }) {
+            Ok(r) => r,
+            Err(_) => {
+                PipelineStats::add(&self.stats.flush_failures, 1);
+                return Err(FlushFailure {
+                    retriable: true,
+                    source: KafkaError::FlushDeadline(deadline),
+                });
+            }
         };
         match result {
-            Ok(()) => {
+            Ok(commit) => {
                 failpoint::hit("after_commit");
-                let pending = core.pending.take().expect("set above");
+                if commit == FlushCommit::AlreadyApplied {
+                    warn!(
+                        "The store had already applied this flush (its reply was lost); not applying it again."
+                    );
+                }
+                let plan = state.core.committed().expect("a plan was pending");
                 PipelineStats::add(&self.stats.flushes, 1);
                 PipelineStats::add(&self.stats.rows_written, rows);
-                PipelineStats::add(&self.stats.windows_closed, pending.windows_closed);
+                PipelineStats::add(&self.stats.windows_closed, plan.windows_closed);
                 self.stats.watermark_us.store(
-                    pending
-                        .write
-                        .progress
-                        .first()
-                        .map(|p| p.applied_watermark_us.max(0) as u64)
-                        .unwrap_or(0),
+                    plan.watermark_us.unwrap_or(0).max(0) as u64,
                     std::sync::atomic::Ordering::Relaxed,
                 );
-                for p in &pending.write.progress {
-                    if let Some(ti) = self.topic_index(&p.topic)
-                        && let Some(part) = core.parts.get_mut(&(ti, p.partition))
-                    {
-                        part.applied_through = part.applied_through.max(p.applied_through_offset);
-                        part.applied_watermark_us =
-                            part.applied_watermark_us.max(p.applied_watermark_us);
-                    }
-                }
-                self.commit_for_lag_tools(consumer, &pending.write.progress);
+                self.commit_for_lag_tools(consumer, &write.progress);
                 Ok(rows)
             }
             Err(StoreError::Fenced { topic, partition }) => {
@@ -161,8 +114,9 @@ impl Inner {
                     partition, "Flush fenced by a newer owner; dropping open state and rejoining."
                 );
                 PipelineStats::add(&self.stats.fenced, 1);
-                self.drop_all(core);
-                core.rejoin = true;
+                state.core.fenced();
+                self.set_assigned(state);
+                state.rejoin = true;
                 Ok(0)
             }
             Err(e) => {
@@ -175,21 +129,39 @@ impl Inner {
         }
     }
 
-    pub(super) fn drop_all(&self, core: &mut Core) {
-        for p in core.parts.values() {
-            core.engine.revoke(p.id);
+    /// The store's form of a plan (topic names instead of indexes).
+    fn flush_write(&self, plan: &FlushPlan) -> FlushWrite {
+        FlushWrite {
+            group_id: self.kafka.group_id.clone(),
+            owner: self.owner.clone(),
+            rollups: plan.rollups.clone(),
+            progress: plan
+                .progress
+                .iter()
+                .map(|p| PartitionProgress {
+                    topic: self.topic_name(p.partition).to_string(),
+                    partition: p.partition.partition,
+                    generation: p.generation,
+                    flush_seq: p.flush_seq,
+                    resume_offset: p.resume_offset,
+                    applied_through_offset: p.applied_through_offset,
+                    applied_watermark_us: p.applied_watermark_us,
+                })
+                .collect(),
         }
-        core.parts.clear();
-        core.pending = None;
-        self.stats
-            .assigned_partitions
-            .store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(super) fn set_assigned(&self, state: &State) {
+        self.stats.assigned_partitions.store(
+            state.core.assigned().count() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     fn commit_for_lag_tools(
         &self,
         consumer: &BaseConsumer<PipelineContext>,
-        progress: &[ProgressUpdate],
+        progress: &[PartitionProgress],
     ) {
         let mut tpl = TopicPartitionList::new();
         for p in progress {
@@ -199,35 +171,5 @@ impl Inner {
         if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
             warn!(error = %e, "Kafka offset commit (for lag tools only) failed.");
         }
-    }
-}
-
-/// Closed windows and corrections as one set of rollups, one per (window, key): the store
-/// inserts new keys and merges existing ones either way.
-fn combine(closed: Rollups, corrections: Rollups) -> Rollups {
-    fn kind<K: Ord + Clone, F: Merge>(
-        mut a: Vec<Rollup<K, F>>,
-        b: Vec<Rollup<K, F>>,
-    ) -> Vec<Rollup<K, F>> {
-        if b.is_empty() {
-            return a;
-        }
-        a.extend(b);
-        a.sort_by(|x, y| (x.window_start_us, &x.key).cmp(&(y.window_start_us, &y.key)));
-        let mut out: Vec<Rollup<K, F>> = Vec::with_capacity(a.len());
-        for r in a {
-            match out.last_mut() {
-                Some(l) if l.window_start_us == r.window_start_us && l.key == r.key => {
-                    l.figures.merge(&r.figures)
-                }
-                _ => out.push(r),
-            }
-        }
-        out
-    }
-    Rollups {
-        query: kind(closed.query, corrections.query),
-        request: kind(closed.request, corrections.request),
-        resource: kind(closed.resource, corrections.resource),
     }
 }

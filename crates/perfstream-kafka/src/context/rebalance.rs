@@ -1,56 +1,80 @@
 //! Rebalance callbacks: claim partitions in Postgres and assign them at their resume offsets;
 //! flush what is closed and drop all open state before giving them up.
 
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
-use perfstream_store::Claim;
-use perfstream_window::{PartitionId, ResumeState};
+use perfstream_pipeline::Claim;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tracing::{error, warn};
 
-use super::{Inner, Part, PipelineContext};
+use super::{Inner, PipelineContext};
 use crate::KafkaError;
 use crate::failpoint;
-use crate::stats::PipelineStats;
+use perfstream_pipeline::PipelineStats;
 
 impl Inner {
+    /// Claims a partition, retrying a Postgres that is away until `pipeline.claim_deadline_ms`
+    /// passes or shutdown is requested; either is fatal (the process exits, an orchestrator
+    /// restarts it), because a member that holds a partition it cannot claim stalls it.
     fn claim(&self, topic: &str, partition: i32) -> Result<Claim, KafkaError> {
+        let deadline = Instant::now() + Duration::from_millis(self.settings.claim_deadline_ms);
         let mut delay = Duration::from_millis(self.settings.retry_initial_ms.max(1));
         loop {
-            let r = self.handle.block_on(self.store.claim_partition(
-                &self.kafka.group_id,
-                topic,
-                partition,
-                &self.owner,
-            ));
-            match r {
-                Ok(c) => return Ok(c),
-                Err(e) if e.is_retriable() => {
-                    warn!(error = %e, topic, partition, "Claiming partition failed; retrying.");
-                    std::thread::sleep(delay);
-                    delay = (delay * 2).min(Duration::from_millis(self.settings.retry_max_ms));
+            let attempt = self.handle.block_on(async {
+                tokio::time::timeout(
+                    deadline.saturating_duration_since(Instant::now()),
+                    self.store
+                        .claim_partition(&self.kafka.group_id, topic, partition, &self.owner),
+                )
+                .await
+            });
+            match attempt {
+                Ok(Ok(c)) => {
+                    return Ok(Claim {
+                        generation: c.generation,
+                        resume_offset: c.resume_offset,
+                        applied_through_offset: c.applied_through_offset,
+                        applied_watermark_us: c.applied_watermark_us,
+                    });
                 }
-                Err(e) => return Err(e.into()),
+                Ok(Err(e)) if !e.is_retriable() => return Err(e.into()),
+                Ok(Err(e)) => {
+                    warn!(error = %e, topic, partition, "Claiming partition failed; retrying.")
+                }
+                Err(_) => {}
             }
+            if self.stop.load(Ordering::SeqCst) {
+                return Err(KafkaError::ClaimInterrupted);
+            }
+            if Instant::now() + delay >= deadline {
+                return Err(KafkaError::ClaimDeadline {
+                    topic: topic.to_string(),
+                    partition,
+                    deadline_ms: self.settings.claim_deadline_ms,
+                });
+            }
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(Duration::from_millis(self.settings.retry_max_ms));
         }
     }
 
     fn on_assign(&self, consumer: &BaseConsumer<PipelineContext>, tpl: &TopicPartitionList) {
-        let mut core = self.lock();
-        let core = &mut *core;
+        let mut state = self.lock();
+        let state = &mut *state;
         let mut assign = TopicPartitionList::new();
         for el in tpl.elements() {
             let (topic, partition) = (el.topic().to_string(), el.partition());
-            let Some(ti) = self.topic_index(&topic) else {
+            let Some(id) = self.partition_id(&topic, partition) else {
                 continue;
             };
             let claim = match self.claim(&topic, partition) {
                 Ok(c) => c,
                 Err(e) => {
                     error!(error = %e, topic, partition, "Cannot claim partition.");
-                    core.fatal = Some(e);
+                    state.fatal = Some(e);
                     continue;
                 }
             };
@@ -70,7 +94,7 @@ impl Inner {
                         if self.kafka.allow_resume_from_log_start {
                             start = low;
                         } else {
-                            core.fatal = Some(KafkaError::OffsetGap {
+                            state.fatal = Some(KafkaError::OffsetGap {
                                 topic: topic.clone(),
                                 partition,
                                 resume_offset: start,
@@ -86,58 +110,34 @@ impl Inner {
                     }
                 }
             }
-            let id = PartitionId {
-                topic: ti as u32,
-                partition,
-            };
-            core.engine.assign(
-                id,
-                ResumeState {
-                    applied_watermark_us: claim.applied_watermark_us,
-                    applied_through_offset: claim.applied_through_offset,
-                },
-            );
+            state.core.assign(id, &claim, start);
             let offset = if claim.resume_offset.is_some() {
                 Offset::Offset(start)
             } else {
                 Offset::Beginning
             };
             let _ = assign.add_partition_offset(&topic, partition, offset);
-            core.parts.insert(
-                (ti, partition),
-                Part {
-                    topic,
-                    partition,
-                    id,
-                    generation: claim.generation,
-                    position: start,
-                    applied_through: claim.applied_through_offset.unwrap_or(0),
-                    applied_watermark_us: claim.applied_watermark_us.unwrap_or(0),
-                },
-            );
         }
-        self.stats.assigned_partitions.store(
-            core.parts.len() as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        self.set_assigned(state);
         PipelineStats::add(&self.stats.rebalances, 1);
         if let Err(e) = consumer.assign(&assign) {
             error!(error = %e, "Assigning partitions failed.");
-            core.fatal = Some(KafkaError::Client(e));
+            state.fatal = Some(KafkaError::Client(e));
         }
     }
 
     fn on_revoke(&self, consumer: &BaseConsumer<PipelineContext>) {
-        let mut core = self.lock();
-        if !core.parts.is_empty() {
+        let mut state = self.lock();
+        if state.core.assigned().next().is_some() {
             failpoint::hit("during_revoke");
         }
         let deadline = Duration::from_millis(self.settings.revoke_flush_deadline_ms);
-        if let Err(e) = self.flush_locked(&mut core, consumer, "revoke", Some(deadline)) {
+        if let Err(e) = self.flush_locked(&mut state, consumer, "revoke", deadline) {
             warn!(error = %e.source, "Flush before revoke failed; the next owner replays the partitions.");
         }
-        self.drop_all(&mut core);
-        drop(core);
+        state.core.revoke();
+        self.set_assigned(&state);
+        drop(state);
         if let Err(e) = consumer.unassign() {
             warn!(error = %e, "Unassign failed.");
         }

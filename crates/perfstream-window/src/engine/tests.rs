@@ -530,3 +530,94 @@ fn request_and_resource_figures() {
     assert_eq!((g.cache_hits, g.cache_misses), (18, 6));
     assert_eq!(g.cache_hit_ratio(), Some(0.75));
 }
+
+/// Issue 11, section 4: when every partition has gone quiet, the watermark follows the clock
+/// (bounded by `now - lateness - idle`) up to the end of the window of the latest event, so the
+/// last window closes; a later event of that window is a correction.
+#[test]
+fn quiet_partitions_close_their_last_window_by_the_clock() {
+    let (lateness, idle) = (Duration::from_secs(5), Duration::from_secs(30));
+    let mut e = assigned(
+        WindowConfig {
+            allowed_lateness: lateness,
+            idle_timeout: idle,
+            ..cfg()
+        },
+        &[0, 1],
+    );
+    let last = T0 + 10 * S;
+    e.record(pid(0), 0, &query("s", "h", last, 7), last)
+        .unwrap();
+    e.record(pid(1), 0, &query("s", "h", T0, 7), T0).unwrap();
+    let bound = |now: i64| now - 5 * S - 30 * S;
+    // Not all idle yet: event time alone (T0 + 10 s - 5 s) holds the window open.
+    assert_eq!(e.advance(last + 29 * S), Some(last - 5 * S));
+    assert!(e.flush().closed.is_empty());
+    // All idle, but the clock bound is still before the window's end.
+    let end = T0 + MIN;
+    assert!(bound(end + 35 * S - 1) < end);
+    e.advance(end + 35 * S - 1);
+    assert!(e.flush().closed.is_empty());
+    // At end + lateness + idle the window closes, and the watermark stops at its end.
+    assert_eq!(e.advance(end + 35 * S), Some(end));
+    let f = e.flush();
+    assert_eq!(f.closed.query.len(), 1);
+    assert_eq!(f.closed.query[0].figures.latency.count, 2);
+    assert_eq!(e.advance(end + 3600 * S), Some(end));
+    // A straggler of that window is a correction; one of the next window is aggregated.
+    assert_eq!(
+        e.record(pid(0), 1, &query("s", "h", last, 7), end + 3600 * S),
+        Ok(RecordOutcome::Correction)
+    );
+    assert_eq!(
+        e.record(pid(0), 2, &query("s", "h", end, 7), end + 3600 * S),
+        Ok(RecordOutcome::Aggregated)
+    );
+}
+
+/// Issue 11, section 2: a partition replaying below its claimed `applied_through_offset` does
+/// not close windows beyond its stored watermark, whatever the operator watermark, and its
+/// progress never goes below the claimed marks.
+#[test]
+fn a_replaying_partition_holds_its_stored_marks() {
+    let mut e = assigned(cfg(), &[1]);
+    let stored = T0 + MIN;
+    e.assign(
+        pid(0),
+        ResumeState {
+            applied_watermark_us: Some(stored),
+            applied_through_offset: Some(100),
+        },
+    );
+    e.note_position(pid(0), 50).unwrap();
+    // Partition 1 is far ahead; partition 0 replays an event of the window after `stored`.
+    e.record(pid(1), 0, &query("s", "h", T0 + 10 * MIN, 7), T0)
+        .unwrap();
+    assert_eq!(
+        e.record(pid(0), 50, &query("s", "h", stored + 1, 7), T0),
+        Ok(RecordOutcome::Aggregated)
+    );
+    e.record(pid(0), 51, &query("s", "h", T0 + 9 * MIN, 7), T0)
+        .unwrap();
+    assert!(e.advance(T0).unwrap() > stored + MIN);
+    let f = e.flush();
+    assert!(
+        f.closed.is_empty(),
+        "closed while replaying: {:?}",
+        f.closed
+    );
+    let p0 = f.progress.iter().find(|p| p.partition == pid(0)).unwrap();
+    assert_eq!(
+        (
+            p0.resume_offset,
+            p0.applied_through_offset,
+            p0.applied_watermark_us
+        ),
+        (50, 100, Some(stored))
+    );
+    // Past the claimed mark, the partition follows the operator watermark again.
+    e.note_position(pid(0), 100).unwrap();
+    let f = e.flush();
+    assert_eq!(f.closed.query.len(), 1);
+    assert_eq!(f.closed.query[0].window_start_us, stored);
+}

@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 
-use rdkafka::ClientConfig;
 use serde::{Deserialize, Serialize};
 
 /// Topic names. Defaults: `perf.query`, `perf.request`, `perf.resource`, `perf.dlq`, `perf.late`,
@@ -92,51 +91,89 @@ impl Default for KafkaSettings {
 }
 
 impl KafkaSettings {
-    /// Base client config: bootstrap servers plus the pass-through properties.
-    pub fn client_config(&self) -> ClientConfig {
-        let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", &self.bootstrap_servers);
-        for (k, v) in &self.librdkafka {
-            c.set(k, v);
-        }
-        c
+    /// Base client properties: bootstrap servers plus the pass-through properties.
+    pub fn client_properties(&self) -> Vec<(String, String)> {
+        self.with_passthrough(vec![("bootstrap.servers", self.bootstrap_servers.clone())])
     }
 
-    /// Consumer config: auto-commit off (progress lives in Postgres), no auto offset store,
+    /// Consumer properties: auto-commit off (progress lives in Postgres), no auto offset store,
     /// read committed, and fetch backoff lowered (librdkafka's 1 s default halves throughput).
-    pub fn consumer_config(&self) -> ClientConfig {
-        let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", &self.bootstrap_servers)
-            .set("group.id", &self.group_id)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", self.session_timeout_ms.to_string())
-            .set(
+    pub fn consumer_properties(&self) -> Vec<(String, String)> {
+        self.with_passthrough(vec![
+            ("bootstrap.servers", self.bootstrap_servers.clone()),
+            ("group.id", self.group_id.clone()),
+            ("enable.auto.commit", "false".into()),
+            ("enable.auto.offset.store", "false".into()),
+            ("auto.offset.reset", "earliest".into()),
+            ("session.timeout.ms", self.session_timeout_ms.to_string()),
+            (
                 "heartbeat.interval.ms",
                 (self.session_timeout_ms / 5).max(100).to_string(),
-            )
-            .set("fetch.queue.backoff.ms", "10")
-            .set("isolation.level", "read_committed")
-            .set("partition.assignment.strategy", "range,roundrobin");
-        for (k, v) in &self.librdkafka {
-            c.set(k, v);
-        }
-        c
+            ),
+            ("fetch.queue.backoff.ms", "10".into()),
+            ("isolation.level", "read_committed".into()),
+            ("partition.assignment.strategy", "range,roundrobin".into()),
+        ])
     }
 
-    /// Producer config for the dead-letter, late and alert topics: idempotent, retried until
+    /// Producer properties for the dead-letter, late and alert topics: idempotent, retried until
     /// delivered (the flush that covers a routed message waits for its acknowledgement).
-    pub fn producer_config(&self) -> ClientConfig {
-        let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", &self.bootstrap_servers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("message.timeout.ms", "0")
-            .set("linger.ms", "5");
-        for (k, v) in &self.librdkafka {
-            c.set(k, v);
+    pub fn producer_properties(&self) -> Vec<(String, String)> {
+        self.with_passthrough(vec![
+            ("bootstrap.servers", self.bootstrap_servers.clone()),
+            ("enable.idempotence", "true".into()),
+            ("acks", "all".into()),
+            ("message.timeout.ms", "0".into()),
+            ("linger.ms", "5".into()),
+        ])
+    }
+
+    /// Ours first, then the user's `librdkafka` table, which wins on a clash.
+    fn with_passthrough(&self, ours: Vec<(&str, String)>) -> Vec<(String, String)> {
+        ours.into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .chain(self.librdkafka.iter().map(|(k, v)| (k.clone(), v.clone())))
+            .collect()
+    }
+}
+
+/// Pipeline behaviour (`[pipeline]`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineSettings {
+    /// How often closed windows and corrections are written. Default 1000 ms.
+    pub flush_interval_ms: u64,
+    /// Messages handled per poll batch (one tracing span each). Default 5000.
+    pub batch_max_messages: usize,
+    /// First retry delay after a failed flush; doubles up to `retry_max_ms`, with jitter.
+    /// Default 100 ms.
+    pub retry_initial_ms: u64,
+    /// Cap of the retry delay. Default 10000 ms.
+    pub retry_max_ms: u64,
+    /// Time a revoke may spend flushing closed windows before it gives up and lets the next
+    /// owner replay them. Default 5000 ms.
+    pub revoke_flush_deadline_ms: u64,
+    /// Longest a flush may take (all its statements and the commit) before it is abandoned and
+    /// retried; a lost reply is recognised on retry, so nothing is applied twice. Default 60000.
+    pub flush_deadline_ms: u64,
+    /// Longest the claim of a partition on assignment may retry an unreachable Postgres before
+    /// the process gives up (exits non-zero). Default 60000.
+    pub claim_deadline_ms: u64,
+    /// Identity of this process in `consumer_offsets.owner`. Default: host name + pid.
+    pub owner: Option<String>,
+}
+
+impl Default for PipelineSettings {
+    fn default() -> Self {
+        PipelineSettings {
+            flush_interval_ms: 1000,
+            batch_max_messages: 5000,
+            retry_initial_ms: 100,
+            retry_max_ms: 10_000,
+            revoke_flush_deadline_ms: 5000,
+            flush_deadline_ms: 60_000,
+            claim_deadline_ms: 60_000,
+            owner: None,
         }
-        c
     }
 }
