@@ -100,7 +100,11 @@ async fn lead(
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), EvalError> {
     // A dedicated connection: the session-level lock lives exactly as long as it, and every
-    // write goes through it, so a leader whose connection died cannot commit anything.
+    // write goes through it, so a leader whose connection died cannot commit anything. This
+    // and the two pools below are made with the store pool's connect options, so they carry its
+    // statement, lock and idle-in-transaction timeouts and keepalives
+    // (`perfstream_store::ConnectSettings`): Postgres ends the session of a leader that
+    // vanished, and with it the lock, within the peer timeout.
     let mut conn = PgConnection::connect_with(&pool.connect_options())
         .await
         .map_err(db("connecting the alert evaluator"))?;

@@ -118,11 +118,14 @@ pub async fn serve(
 }
 
 /// A pool of the server's own, on the same database as `pool`, opening connections lazily.
+/// Its connections keep the store's session settings (`perfstream_store::ConnectSettings`:
+/// lock and idle-in-transaction timeouts, keepalives), with a tighter statement timeout.
 fn own_pool(pool: &PgPool, connections: u32) -> PgPool {
     let options = (*pool.connect_options())
         .clone()
         .application_name("perfstream-http")
         .options([
+            // Appended after the store's statement_timeout: the later value wins.
             ("statement_timeout", STATEMENT_TIMEOUT),
             // The planner JIT-compiles the views' aggregates over large tables; compiling
             // took longer than running them (1.2 s of 2 s for the overview on 2M rows).

@@ -10,7 +10,7 @@ use std::str::FromStr;
 use std::time::Instant;
 
 use perfstream_events::QueryType;
-use perfstream_store::{FlushWrite, PartitionProgress, Store};
+use perfstream_store::{FlushCommit, FlushWrite, PartitionProgress, Store};
 use perfstream_window::{
     DEFAULT_SIGFIG, Gauge, Latency, PERCENTILES, QueryFigures, QueryKey, QueryRollup,
     ResourceFigures, ResourceKey, ResourceRollup, Rollups,
@@ -111,12 +111,15 @@ impl Run {
                 topic: "perf.query".into(),
                 partition: 0,
                 generation: self.generation,
+                // One flush per offset, from 1.
+                flush_seq: self.offset,
                 resume_offset: self.offset,
                 applied_through_offset: self.offset,
                 applied_watermark_us: T0,
             }],
         };
-        self.store.write_flush(&f).await.expect("flush");
+        let done = self.store.write_flush(&f).await.expect("flush");
+        assert_eq!(done, FlushCommit::Committed);
     }
 }
 

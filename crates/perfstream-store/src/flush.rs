@@ -1,15 +1,15 @@
 //! The write path: one transaction per flush, rollups and consumer progress together.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use perfstream_events::TimestampUs;
 use perfstream_window::{Merge, Rollup, Rollups};
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 use tracing::Instrument;
 
 use crate::table::{self, QueryTable, RequestTable, ResourceTable, RowId, Stored, Table, to_ts};
-use crate::{Stage, Store, StoreError};
+use crate::{Stage, Store, StoreError, progress};
 
 const HOUR_US: i64 = 3_600_000_000;
 
@@ -33,11 +33,31 @@ pub struct PartitionProgress {
     pub partition: i32,
     /// From the [`crate::Claim`] of this partition; the compare-and-set checks it.
     pub generation: i64,
+    /// The number of this flush for this partition within the claim: 1 for the first flush
+    /// that carries the partition after [`Store::claim_partition`], then 2, 3, ... A retry
+    /// re-sends the same number (with the same content). The compare-and-set requires the
+    /// stored number to be one less and stores this one, so a flush that already committed
+    /// (its COMMIT reply was lost) is recognised when re-sent: [`FlushCommit::AlreadyApplied`].
+    pub flush_seq: i64,
     /// Smallest offset still in an open window.
     pub resume_offset: i64,
     /// The partition's position at the flush.
     pub applied_through_offset: i64,
     pub applied_watermark_us: TimestampUs,
+}
+
+/// What [`Store::write_flush`] did. Either way the flush's content is in the store exactly
+/// once and the partitions' progress is the one it carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum FlushCommit {
+    /// This call committed the flush.
+    Committed,
+    /// An earlier attempt of this same flush (same owner, generation and `flush_seq` for every
+    /// partition) had already committed, typically one whose COMMIT reply was lost to a broken
+    /// connection so that the caller saw a retriable error. This call rolled back and changed
+    /// nothing; the caller proceeds as after [`FlushCommit::Committed`].
+    AlreadyApplied,
 }
 
 /// A decoded (owned) row of table `T`.
@@ -54,25 +74,44 @@ impl Store {
     /// Writes one flush in one transaction: new rows by bulk insert, existing rows (late
     /// corrections, or the same key flushed by another process) merged under row locks taken in
     /// key order, the query catalog, the tier dirty marks, then a compare-and-set of every
-    /// partition's progress on (owner, generation). Either all of it commits or none of it.
+    /// partition's progress on (owner, generation, flush_seq - 1). Either all of it commits or
+    /// none of it.
     ///
-    /// [`StoreError::Fenced`] means this process no longer owns a partition of the flush: the
-    /// transaction rolled back, and the caller must re-seek or drop the partition.
-    pub async fn write_flush(&self, flush: &FlushWrite) -> Result<(), StoreError> {
+    /// **Retries are idempotent.** A retriable error can come after Postgres committed (the
+    /// connection broke before the COMMIT reply arrived, or the client deadline passed, see
+    /// [`crate::ConnectSettings::operation_timeout`]). Re-send the same `FlushWrite`: if the
+    /// first attempt committed, the compare-and-set finds this claim's `flush_seq` already at
+    /// the sent number, the whole transaction (with its second merge of the rows) rolls back,
+    /// and the result is [`FlushCommit::AlreadyApplied`].
+    ///
+    /// [`StoreError::Fenced`] means this process no longer owns a partition of the flush (or
+    /// its `flush_seq` does not follow the stored one): the transaction rolled back, and the
+    /// caller must re-seek or drop the partition.
+    pub async fn write_flush(&self, flush: &FlushWrite) -> Result<FlushCommit, StoreError> {
         let span = tracing::info_span!(
             "write_flush",
             group_id = %flush.group_id,
             rows = flush.rollups.len(),
             partitions = flush.progress.len(),
         );
-        self.write_flush_inner(flush).instrument(span).await
+        self.within_deadline("writing a flush", self.write_flush_inner(flush))
+            .instrument(span)
+            .await
     }
 
-    async fn write_flush_inner(&self, flush: &FlushWrite) -> Result<(), StoreError> {
+    async fn write_flush_inner(&self, flush: &FlushWrite) -> Result<FlushCommit, StoreError> {
         let started = std::time::Instant::now();
         if flush.progress.is_empty() && !flush.rollups.is_empty() {
             // Without a progress row to compare-and-set, nothing fences this write.
             return Err(StoreError::MissingProgress);
+        }
+        if let Some(p) = flush.progress.iter().find(|p| p.flush_seq < 1) {
+            // 0 is what a fresh claim stores: a flush numbered 0 would look already applied.
+            return Err(StoreError::InvalidFlushSeq {
+                topic: p.topic.clone(),
+                partition: p.partition,
+                flush_seq: p.flush_seq,
+            });
         }
         let query = prepare(&flush.rollups.query)?;
         let request = prepare(&flush.rollups.request)?;
@@ -106,7 +145,18 @@ impl Store {
         let catalog_at = t.elapsed();
         mark_hours_dirty(&mut tx, &hours).await?;
         self.fault(Stage::DirtyMarks)?;
-        compare_and_set_progress(&mut tx, flush).await?;
+        if progress::compare_and_set(&mut tx, flush).await? == FlushCommit::AlreadyApplied {
+            // Discards this attempt's rollup writes: they are in the tables already, once.
+            tx.rollback()
+                .await
+                .map_err(StoreError::db("rolling back a flush already applied"))?;
+            tracing::info!(
+                group_id = %flush.group_id,
+                owner = %flush.owner,
+                "Flush was already committed by an earlier attempt (its COMMIT reply was lost); rolled back the repeat."
+            );
+            return Ok(FlushCommit::AlreadyApplied);
+        }
         self.fault(Stage::BeforeCommit)?;
         let progress_at = t.elapsed();
         tx.commit()
@@ -125,7 +175,7 @@ impl Store {
             commit_ms = ms(t.elapsed() - progress_at),
             "Flush committed."
         );
-        Ok(())
+        Ok(FlushCommit::Committed)
     }
 
     /// Fast path, then merge path, for one table. `rows` are sorted by id, without duplicates.
@@ -305,70 +355,4 @@ async fn mark_hours_dirty(
     .await
     .map_err(StoreError::db("marking tier periods dirty"))?;
     Ok(())
-}
-
-/// Progress of every partition, only where (owner, generation) still match.
-async fn compare_and_set_progress(
-    conn: &mut PgConnection,
-    flush: &FlushWrite,
-) -> Result<(), StoreError> {
-    if flush.progress.is_empty() {
-        return Ok(());
-    }
-    let by_partition: BTreeMap<(&str, i32), &PartitionProgress> = flush
-        .progress
-        .iter()
-        .map(|p| ((p.topic.as_str(), p.partition), p))
-        .collect();
-    let ps: Vec<&PartitionProgress> = by_partition.values().copied().collect();
-    let rows = sqlx::query(
-        "UPDATE consumer_offsets AS o SET resume_offset = u.resume_offset, \
-             applied_through_offset = u.applied_through_offset, \
-             applied_watermark = u.applied_watermark, updated_at = now() \
-         FROM UNNEST($3::text[], $4::int[], $5::bigint[], $6::bigint[], $7::bigint[], $8::timestamptz[]) \
-             AS u(topic, partition, generation, resume_offset, applied_through_offset, applied_watermark) \
-         WHERE o.group_id = $1 AND o.owner = $2 AND o.topic = u.topic \
-           AND o.partition = u.partition AND o.generation = u.generation \
-         RETURNING o.topic, o.partition",
-    )
-    .bind(&flush.group_id)
-    .bind(&flush.owner)
-    .bind(ps.iter().map(|p| p.topic.as_str()).collect::<Vec<_>>())
-    .bind(ps.iter().map(|p| p.partition).collect::<Vec<_>>())
-    .bind(ps.iter().map(|p| p.generation).collect::<Vec<_>>())
-    .bind(ps.iter().map(|p| p.resume_offset).collect::<Vec<_>>())
-    .bind(ps.iter().map(|p| p.applied_through_offset).collect::<Vec<_>>())
-    .bind(ps.iter().map(|p| to_ts(p.applied_watermark_us)).collect::<Vec<_>>())
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(StoreError::db("updating consumer progress"))?;
-    if rows.len() == ps.len() {
-        return Ok(());
-    }
-    let mut updated = BTreeSet::new();
-    for r in &rows {
-        let topic: String = r
-            .try_get(0)
-            .map_err(StoreError::db("updating consumer progress"))?;
-        let partition: i32 = r
-            .try_get(1)
-            .map_err(StoreError::db("updating consumer progress"))?;
-        updated.insert((topic, partition));
-    }
-    let fenced = ps
-        .iter()
-        .find(|p| !updated.contains(&(p.topic.clone(), p.partition)))
-        .map(|p| (p.topic.clone(), p.partition))
-        .unwrap_or_default();
-    tracing::warn!(
-        group_id = %flush.group_id,
-        owner = %flush.owner,
-        topic = %fenced.0,
-        partition = fenced.1,
-        "Progress compare-and-set refused: partition is owned elsewhere; rolling back the flush."
-    );
-    Err(StoreError::Fenced {
-        topic: fenced.0,
-        partition: fenced.1,
-    })
 }

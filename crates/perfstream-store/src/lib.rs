@@ -9,6 +9,12 @@
 //! whole flush rolls back; a flush with rows but no progress is refused
 //! ([`StoreError::MissingProgress`]), since nothing could fence it.
 //!
+//! **Retrying a flush is safe.** Each partition's flushes within a claim are numbered
+//! ([`PartitionProgress::flush_seq`]) and the compare-and-set also requires the stored number to
+//! be the one before. A flush whose COMMIT reply was lost (the caller saw a retriable error
+//! although Postgres committed) is recognised when re-sent: it rolls back, so its merged rows
+//! are not added twice, and reports [`FlushCommit::AlreadyApplied`].
+//!
 //! The write path, in one transaction:
 //! 1. **fast path**: new rows by chunked bulk `INSERT ... SELECT * FROM UNNEST(...) ON CONFLICT
 //!    DO NOTHING`, sorted by primary key (the global lock order); only when a chunk inserted
@@ -17,7 +23,8 @@
 //! 2. **merge path** for those (late corrections, or one key flushed by two processes):
 //!    `SELECT ... FOR UPDATE` in the same key order, merge in Rust with
 //!    [`perfstream_window::Merge`] (histograms merged, percentiles recomputed), bulk `UPDATE`;
-//! 3. query catalog, tier dirty marks, progress compare-and-set, `COMMIT`.
+//! 3. query catalog, tier dirty marks, progress compare-and-set, `COMMIT` (or, when the
+//!    compare-and-set shows the flush already committed, `ROLLBACK`).
 //!
 //! Every writer takes row locks in one order (query, request, resource rows by key; catalog;
 //! marks; progress), so concurrent writers on overlapping keys wait for each other but never
@@ -32,7 +39,10 @@
 //!
 //! # Layout
 //! - `store.rs`: [`Store`], migrations, partition claims, test fault hook ([`Stage`]).
-//! - `flush.rs`: [`FlushWrite`] and the write path; `catalog.rs`: `query_catalog` upkeep.
+//! - `connect.rs`: [`ConnectSettings`], the deadlines and keepalives of every connection (and
+//!   why they are set on the server side: sqlx sets no socket options).
+//! - `flush.rs`: [`FlushWrite`] and the write path; `progress.rs`: the progress
+//!   compare-and-set and its already-applied check; `catalog.rs`: `query_catalog` upkeep.
 //! - `table/`: the three rollup tables (column lists, encode/decode, bulk statements) and the
 //!   histogram encoding.
 //! - `tiers.rs`: the '1h'/'1d' tier job; `retention.rs`: the retention job; `jobs.rs`: the
@@ -47,7 +57,9 @@
 //!
 //! # Tests
 //! Against a real Postgres; each test gets a fresh database (`#[sqlx::test]`), so the user in
-//! `DATABASE_URL` must be allowed to create databases:
+//! `DATABASE_URL` must be allowed to create databases. Network faults (a lost COMMIT reply, a
+//! silent peer) come from a TCP proxy in `tests/support/proxy.rs`, which other crates' tests
+//! can include with `#[path]`:
 //! ```text
 //! DATABASE_URL=postgres://postgres@127.0.0.1:55432/postgres cargo nextest run -p perfstream-store
 //! ```
@@ -59,17 +71,20 @@
 //! ```
 
 mod catalog;
+mod connect;
 mod error;
 mod flush;
 mod jobs;
+mod progress;
 pub mod report;
 mod retention;
 mod store;
 mod table;
 mod tiers;
 
+pub use connect::ConnectSettings;
 pub use error::StoreError;
-pub use flush::{FlushWrite, PartitionProgress, base_resolution_label};
+pub use flush::{FlushCommit, FlushWrite, PartitionProgress, base_resolution_label};
 pub use jobs::{MaintenanceSettings, run_maintenance};
 pub use report::{
     Recommendation, SlowQueryOptions, SlowQueryRow, recommendations, slow_query_report,

@@ -1,12 +1,15 @@
 //! The store handle: connection pool, migrations, partition claims.
 
-use perfstream_events::TimestampUs;
-use sqlx::PgPool;
-use sqlx::Row;
-use sqlx::postgres::PgPoolOptions;
+use std::future::Future;
+use std::str::FromStr;
+use std::time::Duration;
 
-use crate::StoreError;
+use perfstream_events::TimestampUs;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{PgPool, Row};
+
 use crate::table::from_ts;
+use crate::{ConnectSettings, StoreError};
 
 /// A point between the statements of a flush transaction, where a test can inject a fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +40,8 @@ pub struct Store {
     pub(crate) pool: PgPool,
     /// What this process knows the query catalog holds (see `catalog.rs`).
     pub(crate) catalog: crate::catalog::Catalog,
+    /// The client-side bound on a flush or a claim ([`ConnectSettings::operation_timeout`]).
+    pub(crate) operation_timeout: Duration,
     #[cfg(feature = "failpoints")]
     hook: Option<FaultHook>,
 }
@@ -60,23 +65,39 @@ pub struct Claim {
 }
 
 impl Store {
-    /// Connects a pool of at most `max_connections`.
+    /// Connects a pool of at most `max_connections` with the default [`ConnectSettings`].
     pub async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreError> {
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
-            // Fail fast when Postgres is down so the pipeline pauses, logs and backs off instead
-            // of blocking for sqlx's default 30 s.
-            .acquire_timeout(std::time::Duration::from_secs(3))
-            .connect(url)
-            .await
-            .map_err(StoreError::Connect)?;
-        Ok(Store::from_pool(pool))
+        Store::connect_with(url, max_connections, &ConnectSettings::default()).await
     }
 
+    /// Connects a pool of at most `max_connections` whose every connection carries the
+    /// deadlines and keepalives of `settings`. Connections made with the `connect_options()`
+    /// of [`Store::pool`] carry the server-side ones too.
+    pub async fn connect_with(
+        url: &str,
+        max_connections: u32,
+        settings: &ConnectSettings,
+    ) -> Result<Store, StoreError> {
+        let options = PgConnectOptions::from_str(url).map_err(StoreError::Connect)?;
+        let pool = settings
+            .pool_options()
+            .max_connections(max_connections)
+            .connect_with(settings.connect_options(options))
+            .await
+            .map_err(StoreError::Connect)?;
+        Ok(Store {
+            operation_timeout: settings.operation_timeout,
+            ..Store::from_pool(pool)
+        })
+    }
+
+    /// A store on a pool made elsewhere (tests, benches): its connections have whatever
+    /// settings that pool gives them; the client-side operation deadline is the default one.
     pub fn from_pool(pool: PgPool) -> Store {
         Store {
             pool,
             catalog: crate::catalog::Catalog::default(),
+            operation_timeout: ConnectSettings::default().operation_timeout,
             #[cfg(feature = "failpoints")]
             hook: None,
         }
@@ -103,14 +124,43 @@ impl Store {
 
     /// Applies the embedded migrations (`migrations/` at the repository root). Idempotent:
     /// applied versions are recorded in `_sqlx_migrations` and skipped.
+    ///
+    /// Runs on a connection of its own without the statement and lock timeouts: building an
+    /// index on a large table may take longer than any flush should, and a process waiting for
+    /// another one's migrations (sqlx's advisory lock) must not give up. The connection is
+    /// closed afterwards, not returned to the pool.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR.run(&self.pool).await.map_err(StoreError::Migrate)
+        let mut conn = self.pool.acquire().await.map_err(StoreError::Connect)?;
+        sqlx::raw_sql("SET statement_timeout = 0; SET lock_timeout = 0")
+            .execute(&mut *conn)
+            .await
+            .map_err(StoreError::db("lifting timeouts for migrations"))?;
+        let result = MIGRATOR.run(&mut *conn).await.map_err(StoreError::Migrate);
+        let _ = conn.close().await;
+        result
+    }
+
+    /// Runs `op` within the client-side deadline; past it, `op` is dropped (its connection is
+    /// abandoned) and the error is [`StoreError::DeadlineExceeded`].
+    pub(crate) async fn within_deadline<T>(
+        &self,
+        what: &'static str,
+        op: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let deadline = self.operation_timeout;
+        if deadline.is_zero() {
+            return op.await;
+        }
+        tokio::time::timeout(deadline, op)
+            .await
+            .unwrap_or(Err(StoreError::DeadlineExceeded { op: what, deadline }))
     }
 
     /// Claims a partition for `owner` on assignment: inserts its progress row, or takes it over
     /// by bumping the generation, in one statement. Every later progress update of a previous
     /// claim (another process, or this one before a rebalance) is refused with
-    /// [`StoreError::Fenced`].
+    /// [`StoreError::Fenced`]. The claim's flushes are numbered from 1
+    /// ([`crate::PartitionProgress::flush_seq`]): the stored number starts at 0.
     pub async fn claim_partition(
         &self,
         group_id: &str,
@@ -118,21 +168,24 @@ impl Store {
         partition: i32,
         owner: &str,
     ) -> Result<Claim, StoreError> {
-        let row = sqlx::query(
-            "INSERT INTO consumer_offsets (group_id, topic, partition, owner, generation) \
-             VALUES ($1, $2, $3, $4, 1) \
+        let claim = sqlx::query(
+            "INSERT INTO consumer_offsets (group_id, topic, partition, owner, generation, flush_seq) \
+             VALUES ($1, $2, $3, $4, 1, 0) \
              ON CONFLICT (group_id, topic, partition) DO UPDATE \
              SET owner = EXCLUDED.owner, generation = consumer_offsets.generation + 1, \
-                 updated_at = now() \
+                 flush_seq = 0, updated_at = now() \
              RETURNING generation, resume_offset, applied_through_offset, applied_watermark",
         )
         .bind(group_id)
         .bind(topic)
         .bind(partition)
         .bind(owner)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(StoreError::db("claiming a partition"))?;
+        .fetch_one(&self.pool);
+        let row = self
+            .within_deadline("claiming a partition", async {
+                claim.await.map_err(StoreError::db("claiming a partition"))
+            })
+            .await?;
         let claim = Claim {
             generation: row
                 .try_get(0)

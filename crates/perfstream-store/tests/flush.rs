@@ -5,7 +5,7 @@ mod support;
 
 use std::sync::Arc;
 
-use perfstream_store::{Stage, Store, StoreError};
+use perfstream_store::{FlushCommit, Stage, Store, StoreError};
 use perfstream_window::{Latency, Merge, PERCENTILES, Rollups};
 use sqlx::{PgPool, Row};
 use support::*;
@@ -88,9 +88,9 @@ async fn fast_path_stores_exact_figures_and_progress(pool: PgPool) {
     let f = flush(
         "p1",
         rollups.clone(),
-        vec![progress(&claim, 0, 100, T0 + MIN_US)],
+        vec![progress(&claim, 0, 1, 100, T0 + MIN_US)],
     );
-    store.write_flush(&f).await.unwrap();
+    commit(&store, &f).await;
 
     let (c, s, mn, mx, p, h, rows) = stored_query(&pool, T0, "h1").await.expect("row");
     let want = expect_latency(&rollups.query[0].figures.latency);
@@ -143,17 +143,19 @@ async fn existing_rows_merge_exactly_with_the_window_crate_merge(pool: PgPool) {
     let claim = store.claim_partition(GROUP, TOPIC, 0, "p1").await.unwrap();
     let a = sample_rollups(T0, 0);
     let b = sample_rollups(T0, 5);
-    store
-        .write_flush(&flush("p1", a.clone(), vec![progress(&claim, 0, 1, T0)]))
-        .await
-        .unwrap();
+    commit(
+        &store,
+        &flush("p1", a.clone(), vec![progress(&claim, 0, 1, 1, T0)]),
+    )
+    .await;
     // The second flush also carries a duplicate of one key (closed window + correction).
     let mut b2 = b.clone();
     b2.query.push(query(T0, "api", "h1", &[1, 1_000_000], 7));
-    store
-        .write_flush(&flush("p1", b2.clone(), vec![progress(&claim, 0, 2, T0)]))
-        .await
-        .unwrap();
+    commit(
+        &store,
+        &flush("p1", b2.clone(), vec![progress(&claim, 0, 2, 2, T0)]),
+    )
+    .await;
 
     let mut want = a.query[0].figures.clone();
     want.merge(&b.query[0].figures);
@@ -182,13 +184,15 @@ async fn a_flush_commits_or_rolls_back_whole(pool: PgPool) {
     let base = Store::from_pool(pool.clone());
     let claim = base.claim_partition(GROUP, TOPIC, 0, "p1").await.unwrap();
     // Existing rows, so the merge path runs too.
-    base.write_flush(&flush(
-        "p1",
-        sample_rollups(T0, 0),
-        vec![progress(&claim, 0, 1, T0)],
-    ))
-    .await
-    .unwrap();
+    commit(
+        &base,
+        &flush(
+            "p1",
+            sample_rollups(T0, 0),
+            vec![progress(&claim, 0, 1, 1, T0)],
+        ),
+    )
+    .await;
     let snapshot = || async {
         sqlx::query_scalar::<_, String>(
             "SELECT concat_ws('|', \
@@ -210,7 +214,7 @@ async fn a_flush_commits_or_rolls_back_whole(pool: PgPool) {
     next.query.extend(later.query);
     next.request.extend(later.request);
     next.resource.extend(later.resource);
-    let f = flush("p1", next, vec![progress(&claim, 0, 50, T0 + HOUR_US)]);
+    let f = flush("p1", next, vec![progress(&claim, 0, 2, 50, T0 + HOUR_US)]);
 
     let stages = [
         Stage::Inserted {
@@ -282,6 +286,12 @@ async fn a_flush_commits_or_rolls_back_whole(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(resume, 50);
+    // Re-sent after an error that came after COMMIT, it is recognised and changes nothing.
+    assert_eq!(
+        base.write_flush(&f).await.unwrap(),
+        FlushCommit::AlreadyApplied
+    );
+    assert_eq!(snapshot().await, after);
 }
 
 #[sqlx::test(migrations = "../../migrations")]
@@ -297,7 +307,10 @@ async fn a_stale_owner_is_fenced_and_its_whole_flush_refused(pool: PgPool) {
     let f = flush(
         "p1",
         sample_rollups(T0, 0),
-        vec![progress(&old, 0, 10, T0), progress(&p1_other, 1, 10, T0)],
+        vec![
+            progress(&old, 0, 1, 10, T0),
+            progress(&p1_other, 1, 1, 10, T0),
+        ],
     );
     let err = store.write_flush(&f).await.expect_err("stale owner");
     match &err {
@@ -317,15 +330,19 @@ async fn a_stale_owner_is_fenced_and_its_whole_flush_refused(pool: PgPool) {
     assert_eq!(p1_resume, None);
 
     // The right generation under the wrong owner name is refused too.
-    let f = flush("p1", Rollups::default(), vec![progress(&new, 0, 10, T0)]);
+    let f = flush("p1", Rollups::default(), vec![progress(&new, 0, 1, 10, T0)]);
     assert!(matches!(
         store.write_flush(&f).await,
         Err(StoreError::Fenced { .. })
     ));
 
     // The successor's flush lands.
-    let f = flush("p2", sample_rollups(T0, 0), vec![progress(&new, 0, 20, T0)]);
-    store.write_flush(&f).await.unwrap();
+    let f = flush(
+        "p2",
+        sample_rollups(T0, 0),
+        vec![progress(&new, 0, 1, 20, T0)],
+    );
+    commit(&store, &f).await;
     let (owner, resume): (String, i64) =
         sqlx::query_as("SELECT owner, resume_offset FROM consumer_offsets WHERE partition = 0")
             .fetch_one(&pool)
@@ -347,7 +364,11 @@ async fn a_stale_owner_is_fenced_and_its_whole_flush_refused(pool: PgPool) {
         applied_through_offset: None,
         applied_watermark_us: None,
     };
-    let f = flush("p2", Rollups::default(), vec![progress(&ghost, 7, 1, T0)]);
+    let f = flush(
+        "p2",
+        Rollups::default(),
+        vec![progress(&ghost, 7, 1, 1, T0)],
+    );
     assert!(matches!(
         store.write_flush(&f).await,
         Err(StoreError::Fenced { partition: 7, .. })
@@ -397,12 +418,13 @@ async fn concurrent_writers_on_overlapping_keys_give_exact_totals(pool: PgPool) 
                 let write = flush(
                     &owner,
                     rollups.clone(),
-                    vec![progress(&claim, w, f as i64, T0)],
+                    vec![progress(&claim, w, f as i64 + 1, f as i64, T0)],
                 );
-                store
+                let done = store
                     .write_flush(&write)
                     .await
                     .map_err(|e| format!("{owner}: {e}"))?;
+                assert_eq!(done, FlushCommit::Committed);
                 sent.push(rollups);
             }
             Ok::<_, String>(sent)
@@ -471,7 +493,7 @@ async fn windows_that_cannot_roll_up_into_hours_are_refused(pool: PgPool) {
                 query: vec![r],
                 ..Rollups::default()
             },
-            vec![progress(&claim, 0, 1, T0)],
+            vec![progress(&claim, 0, 1, 1, T0)],
         );
         assert!(
             matches!(
@@ -490,9 +512,9 @@ async fn windows_that_cannot_roll_up_into_hours_are_refused(pool: PgPool) {
             query: vec![r],
             ..Rollups::default()
         },
-        vec![progress(&claim, 0, 1, T0)],
+        vec![progress(&claim, 0, 1, 1, T0)],
     );
-    store.write_flush(&f).await.unwrap();
+    commit(&store, &f).await;
     let res: String = sqlx::query_scalar("SELECT resolution FROM query_rollups")
         .fetch_one(store.pool())
         .await
@@ -507,9 +529,9 @@ async fn windows_that_cannot_roll_up_into_hours_are_refused(pool: PgPool) {
             query: vec![r],
             ..Rollups::default()
         },
-        vec![progress(&claim, 0, 1, T0)],
+        vec![progress(&claim, 0, 2, 1, T0)],
     );
-    store.write_flush(&f).await.unwrap();
+    commit(&store, &f).await;
     let res: String =
         sqlx::query_scalar("SELECT resolution FROM query_rollups WHERE query_hash = 'h2'")
             .fetch_one(store.pool())
@@ -533,16 +555,18 @@ async fn windows_that_cannot_roll_up_into_hours_are_refused(pool: PgPool) {
 async fn query_catalog_tracks_text_and_first_and_last_seen(pool: PgPool) {
     let store = Store::from_pool(pool.clone());
     let claim = store.claim_partition(GROUP, TOPIC, 0, "p1").await.unwrap();
+    let seq = std::cell::Cell::new(0);
     let write = |ws: i64, text: Option<&str>| {
         let mut r = query(ws, "api", "h1", &[5], 1);
         r.figures.query_text = text.map(str::to_owned);
+        seq.set(seq.get() + 1);
         flush(
             "p1",
             Rollups {
                 query: vec![r],
                 ..Rollups::default()
             },
-            vec![progress(&claim, 0, 1, T0)],
+            vec![progress(&claim, 0, seq.get(), 1, T0)],
         )
     };
     let read = || async {
@@ -555,34 +579,22 @@ async fn query_catalog_tracks_text_and_first_and_last_seen(pool: PgPool) {
         .unwrap()
     };
     let secs = |us: i64| (us / 1_000_000) as f64;
-    store.write_flush(&write(T0, None)).await.unwrap();
+    commit(&store, &write(T0, None)).await;
     assert_eq!(read().await, (None, secs(T0), secs(T0 + MIN_US)));
-    store
-        .write_flush(&write(T0 + MIN_US, Some("SELECT b")))
-        .await
-        .unwrap();
+    commit(&store, &write(T0 + MIN_US, Some("SELECT b"))).await;
     // An update for another reason (a text) refreshes last_seen too.
     assert_eq!(
         read().await,
         (Some("SELECT b".into()), secs(T0), secs(T0 + 2 * MIN_US))
     );
-    store
-        .write_flush(&write(T0 + 2 * MIN_US, Some("SELECT a")))
-        .await
-        .unwrap();
-    store
-        .write_flush(&write(T0 + 3 * MIN_US, Some("SELECT c")))
-        .await
-        .unwrap();
+    commit(&store, &write(T0 + 2 * MIN_US, Some("SELECT a"))).await;
+    commit(&store, &write(T0 + 3 * MIN_US, Some("SELECT c"))).await;
     assert_eq!(
         read().await,
         (Some("SELECT a".into()), secs(T0), secs(T0 + 3 * MIN_US))
     );
-    store
-        .write_flush(&write(T0 + 2 * HOUR_US, None))
-        .await
-        .unwrap();
-    store.write_flush(&write(T0 - HOUR_US, None)).await.unwrap();
+    commit(&store, &write(T0 + 2 * HOUR_US, None)).await;
+    commit(&store, &write(T0 - HOUR_US, None)).await;
     assert_eq!(
         read().await,
         (
@@ -607,22 +619,20 @@ async fn large_flushes_with_existing_rows_in_every_chunk_merge_exactly(pool: PgP
             .collect(),
         ..Rollups::default()
     };
-    store
-        .write_flush(&flush(
+    commit(
+        &store,
+        &flush(
             "p1",
             rows(&|k| k % 3 == 0),
-            vec![progress(&claim, 0, 1, T0)],
-        ))
-        .await
-        .unwrap();
-    store
-        .write_flush(&flush(
-            "p1",
-            rows(&|_| true),
-            vec![progress(&claim, 0, 2, T0)],
-        ))
-        .await
-        .unwrap();
+            vec![progress(&claim, 0, 1, 1, T0)],
+        ),
+    )
+    .await;
+    commit(
+        &store,
+        &flush("p1", rows(&|_| true), vec![progress(&claim, 0, 2, 2, T0)]),
+    )
+    .await;
     let stored: Vec<(String, i64, i64)> =
         sqlx::query_as("SELECT query_hash, count, sum_us FROM query_rollups ORDER BY query_hash")
             .fetch_all(&pool)
@@ -659,12 +669,12 @@ async fn outages_are_retriable_and_fencing_is_not(pool: PgPool) {
     let f = flush(
         "p1",
         sample_rollups(T0, 0),
-        vec![progress(&claim, 0, 1, T0)],
+        vec![progress(&claim, 0, 1, 1, T0)],
     );
     let err = store.write_flush(&f).await.expect_err("pool exhausted");
     assert!(err.is_retriable(), "{err:?}");
     drop(held);
-    store.write_flush(&f).await.unwrap();
+    commit(&store, &f).await;
 
     assert!(
         !StoreError::Fenced {

@@ -23,9 +23,9 @@ async fn write(
             request,
             resource,
         },
-        vec![progress(&claim, 0, 1, T0)],
+        vec![progress(&claim, 0, 1, 1, T0)],
     );
-    store.write_flush(&f).await.unwrap();
+    commit(&store, &f).await;
 }
 
 /// (target, severity, evidence) of the rows of one kind.

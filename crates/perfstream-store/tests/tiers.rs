@@ -58,16 +58,16 @@ fn direct(events: &[(i64, usize, i64)], period_us: i64) -> BTreeMap<(i64, String
 
 async fn write_all(store: &Store, owner: &str, rollups: Vec<QueryRollup>) {
     let claim = store.claim_partition(GROUP, TOPIC, 0, owner).await.unwrap();
-    for chunk in rollups.chunks(100) {
+    for (seq, chunk) in (1..).zip(rollups.chunks(100)) {
         let f = flush(
             owner,
             Rollups {
                 query: chunk.to_vec(),
                 ..Rollups::default()
             },
-            vec![progress(&claim, 0, 1, T0)],
+            vec![progress(&claim, 0, seq, 1, T0)],
         );
-        store.write_flush(&f).await.unwrap();
+        commit(store, &f).await;
     }
 }
 
@@ -218,10 +218,11 @@ async fn tiers_merge_request_and_resource_rows_exactly(pool: PgPool) {
         want_res.merge(&s.figures);
         rollups.resource.push(s);
     }
-    store
-        .write_flush(&flush("p1", rollups, vec![progress(&claim, 0, 1, T0)]))
-        .await
-        .unwrap();
+    commit(
+        &store,
+        &flush("p1", rollups, vec![progress(&claim, 0, 1, 1, T0)]),
+    )
+    .await;
     store
         .rebuild_tiers(T0 + 2 * DAY_US, HORIZON, 10, &Retention::default())
         .await
@@ -463,9 +464,10 @@ async fn tiers_job_racing_writers_loses_no_correction(pool: PgPool) {
                         query: minute_rollups(&evs),
                         ..Rollups::default()
                     },
-                    vec![progress(&claim, w, 1, T0)],
+                    vec![progress(&claim, w, f as i64 + 1, 1, T0)],
                 );
-                store.write_flush(&f).await.map_err(|e| e.to_string())?;
+                let done = store.write_flush(&f).await.map_err(|e| e.to_string())?;
+                assert_eq!(done, perfstream_store::FlushCommit::Committed);
                 all.extend(evs);
             }
             Ok::<_, String>(all)

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use perfstream_events::QueryType;
-use perfstream_store::{Claim, FlushWrite, PartitionProgress, Store};
+use perfstream_store::{Claim, FlushCommit, FlushWrite, PartitionProgress, Store};
 use perfstream_window::{
     DEFAULT_SIGFIG, Latency, QueryFigures, QueryKey, QueryRollup, RequestFigures, RequestKey,
     RequestRollup, ResourceFigures, ResourceKey, ResourceRollup, Rollups,
@@ -120,9 +120,11 @@ pub fn resource(
     }
 }
 
+/// Progress of flush number `seq` (1, 2, ... within the claim) of `partition`.
 pub fn progress(
     claim: &Claim,
     partition: i32,
+    seq: i64,
     offset: i64,
     watermark_us: i64,
 ) -> PartitionProgress {
@@ -130,6 +132,7 @@ pub fn progress(
         topic: TOPIC.to_owned(),
         partition,
         generation: claim.generation,
+        flush_seq: seq,
         resume_offset: offset,
         applied_through_offset: offset + 10,
         applied_watermark_us: watermark_us,
@@ -143,6 +146,38 @@ pub fn flush(owner: &str, rollups: Rollups, progress: Vec<PartitionProgress>) ->
         rollups,
         progress,
     }
+}
+
+/// Writes `f`, which must commit: a new flush, not the repeat of one already applied.
+pub async fn commit(store: &Store, f: &FlushWrite) {
+    assert_eq!(
+        store.write_flush(f).await.expect("flush"),
+        FlushCommit::Committed
+    );
+}
+
+/// `DATABASE_URL` with its database replaced by `database` (a `#[sqlx::test]` database).
+pub fn database_url(database: &str) -> String {
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL");
+    let (scheme, rest) = base.split_once("://").expect("a URL with a scheme");
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let query = rest[end..].split_once('?').map(|(_, q)| q);
+    let mut url = format!("{scheme}://{}/{database}", &rest[..end]);
+    if let Some(q) = query {
+        url.push('?');
+        url.push_str(q);
+    }
+    url
+}
+
+/// The address of the server behind `pool`, for a proxy in front of it.
+pub async fn server_addr(pool: &sqlx::PgPool) -> std::net::SocketAddr {
+    let opts = pool.connect_options();
+    tokio::net::lookup_host((opts.get_host(), opts.get_port()))
+        .await
+        .expect("resolve the database host")
+        .next()
+        .expect("an address for the database host")
 }
 
 pub async fn count_rows(store: &Store, table: &str) -> i64 {
