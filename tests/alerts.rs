@@ -189,6 +189,7 @@ async fn every_episode_fires_and_resolves_once_through_evaluator_crashes() {
                 window: WINDOW,
                 failpoint: None,
                 log_dir: dir.path(),
+                env: &[],
             },
         )
     };

@@ -101,6 +101,14 @@ async fn crash_during_revoke() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_failover_during_replay() {
+    let db = TestDb::create("replay_failover").await;
+    let late = ["--allowed-lateness", REPLAY_LATENESS];
+    let s = Setup::with_args(Broker::mock(), db, "replay_failover", 40_000, 10, &late).await;
+    failover_during_replay(s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_sigkills() {
     let mut s = Setup::new("sigkill", 30_000, 6).await;
     let mut progress = 0;

@@ -1,6 +1,6 @@
 //! The smoke subset on the infra README's second broker, tansu (a separate process speaking the
 //! Kafka protocol): topics created by `perfstream topics create`, a clean run and a crash with
-//! restart, both exact against the truth.
+//! restart, and a second failover during a replay, all exact against the truth.
 
 use perfstream_e2e::setup::*;
 use perfstream_e2e::*;
@@ -14,4 +14,13 @@ async fn tansu_clean_run_and_restart_are_exact() {
     a.kill();
     let mut w = vec![s.worker("b", None)];
     s.assert_exact(&mut w).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tansu_second_failover_during_replay() {
+    let broker = Broker::tansu().await;
+    let db = TestDb::create("tansu_replay").await;
+    let late = ["--allowed-lateness", REPLAY_LATENESS];
+    let s = Setup::with_args(broker, db, "tansu_replay", 40_000, 22, &late).await;
+    failover_during_replay(s).await;
 }

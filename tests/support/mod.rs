@@ -217,6 +217,8 @@ pub struct WorkerConfig<'a> {
     pub window: &'a str,
     pub failpoint: Option<&'a str>,
     pub log_dir: &'a Path,
+    /// Extra environment, e.g. `PERFSTREAM_*` settings of one test.
+    pub env: &'a [(&'a str, &'a str)],
 }
 
 impl Worker {
@@ -250,6 +252,7 @@ impl Worker {
         if let Some(fp) = c.failpoint {
             cmd.env("PERFSTREAM_FAILPOINT", fp);
         }
+        cmd.envs(c.env.iter().copied());
         let child = cmd.spawn().expect("spawn perfstream run");
         Worker {
             name: name.to_string(),
@@ -395,14 +398,6 @@ pub fn truth_totals(t: &Truth) -> Totals {
         );
     }
     out
-}
-
-/// Keeps the entries whose window ends at or before `watermark_us`.
-pub fn closed_by(t: &Totals, window_us: i64, watermark_us: i64) -> Totals {
-    t.iter()
-        .filter(|((_, start, _), _)| start + window_us <= watermark_us)
-        .map(|(k, v)| (k.clone(), *v))
-        .collect()
 }
 
 /// Stored progress per (topic, partition): (applied_through_offset, applied_watermark µs).

@@ -1,7 +1,10 @@
 //! Crash points for the fault tests, compiled in only with the `failpoints` feature.
 //!
 //! `PERFSTREAM_FAILPOINT=<name>:<n>` aborts the process the n-th time the point `<name>` is hit
-//! (n defaults to 1). Names: `after_dlq_ack`, `before_commit`, `after_commit`, `during_revoke`.
+//! (n defaults to 1). Names: `after_dlq_ack`, `before_commit`, `after_commit`, `after_replay_commit` (a commit
+//! of a flush planned while a partition replaying below its claimed applied mark held windows
+//! the operator watermark had closed: the flush that once stored a weakened mark),
+//! `during_revoke`.
 
 #[cfg(feature = "failpoints")]
 pub fn hit(name: &str) {

@@ -106,6 +106,9 @@ pub struct FlushPlan {
     /// Engine counters since the previous plan.
     pub counters: Counters,
     pub live_series: usize,
+    /// A partition replaying below its claimed applied mark held back windows the operator
+    /// watermark had closed (they close once its position passes the mark).
+    pub replay_held: bool,
 }
 
 #[derive(Debug)]
@@ -250,6 +253,7 @@ impl Core {
                 watermark_us: out.watermark_us,
                 counters: out.counters,
                 live_series: out.live_series,
+                replay_held: self.engine.holding_replay(),
             });
         }
         self.pending.as_ref()

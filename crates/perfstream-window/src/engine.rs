@@ -119,6 +119,15 @@ impl Engine {
             .is_some_and(|p| p.is_replay(offset))
     }
 
+    /// Whether a partition replaying below its claimed `applied_through_offset` holds windows
+    /// that the operator watermark has already closed for the others (see
+    /// [`PartitionState::closed_through_us`]).
+    pub fn holding_replay(&self) -> bool {
+        self.partitions
+            .values()
+            .any(|p| p.replaying() && self.watermark_us > p.stored_through_us())
+    }
+
     /// The next offset to read of `partition` (after the last message noted), if known.
     pub fn position(&self, partition: PartitionId) -> Option<i64> {
         self.partitions.get(&partition).and_then(|p| p.next_offset)

@@ -63,6 +63,7 @@ impl Inner {
             }
         }
         let write = self.flush_write(plan);
+        let replay_held = fresh && plan.replay_held;
         let rows = write.rollups.len() as u64;
         let span = info_span!("flush", reason, rows, partitions = write.progress.len());
         let _g = span.enter();
@@ -90,6 +91,9 @@ impl Inner {
         match result {
             Ok(commit) => {
                 failpoint::hit("after_commit");
+                if replay_held {
+                    failpoint::hit("after_replay_commit");
+                }
                 if commit == FlushCommit::AlreadyApplied {
                     warn!(
                         "The store had already applied this flush (its reply was lost); not applying it again."
