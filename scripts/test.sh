@@ -44,6 +44,15 @@ export PGBIN PGPORT
 export DATABASE_URL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
 export E2E_PGDATA="$WORK/pg"
 
+log "dependency boundaries"
+# The crates that need no Kafka client must not link one (ARCHITECTURE.md, invariants).
+for c in perfstream-events perfstream-window perfstream-alerts perfstream-store perfstream-http perfstream-pipeline; do
+  if cargo tree -p "$c" -e normal --prefix none | grep -q '^rdkafka '; then
+    echo "$c links rdkafka:"; cargo tree -p "$c" -e normal -i rdkafka; exit 1
+  fi
+done
+echo "no Kafka client in the pure and Postgres-only crates"
+
 log "build"
 cargo build --workspace --all-targets
 # The fault tests need the crash points, compiled in only with the `failpoints` feature.
