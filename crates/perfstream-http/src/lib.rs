@@ -3,9 +3,9 @@
 //!
 //! | path | what |
 //! |---|---|
-//! | `GET /metrics` | pipeline counters, OpenMetrics text, read from `PipelineStats` at scrape time |
+//! | `GET /metrics` | pipeline counters and side-task health (`perfstream_task_up`, `perfstream_task_failures_total`), OpenMetrics text, read from `PipelineStats` and `TaskHealth` at scrape time |
 //! | `GET /healthz` | 200 while the process runs |
-//! | `GET /readyz` | 200 when Postgres answers `SELECT 1` within 1 s, else 503 |
+//! | `GET /readyz` | 503 naming the task when a side task failed (`TaskHealth`); else 200 when Postgres answers `SELECT 1` within 1 s, else 503 |
 //! | `GET /` | the dashboard: one static page (`assets/dashboard.html`), vanilla JS, no CDN |
 //! | `GET /api/overview`, `/api/slow-queries`, `/api/recommendations`, `/api/alerts`, `/api/pipeline` | JSON the dashboard polls |
 //!
@@ -15,7 +15,8 @@
 //! Postgres renders as JSON. This crate writes nothing.
 //!
 //! Layout: `settings.rs` (`HttpSettings`), `server.rs` (bind, router, probes), `metrics.rs`
-//! (collector), `api.rs` (the JSON endpoints and their SQL), `error.rs`.
+//! (collectors), `health.rs` (`TaskHealth`: side-task states the binary's supervisor writes),
+//! `api.rs` (the JSON endpoints and their SQL), `error.rs`.
 //!
 //! The server opens its own pools (two connections for the API, one for `/readyz`; 5 s
 //! statement timeout) from the settings of the pool it is given, so dashboards never hold a
@@ -27,10 +28,12 @@
 
 mod api;
 mod error;
+mod health;
 mod metrics;
 mod server;
 mod settings;
 
 pub use error::HttpError;
+pub use health::{TaskHealth, TaskState, TaskStatus};
 pub use server::{HttpServer, serve};
 pub use settings::HttpSettings;

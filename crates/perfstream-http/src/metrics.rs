@@ -2,7 +2,9 @@
 //!
 //! The pipeline counts in plain atomics (`PipelineStats`); nothing here runs per event. A
 //! custom [`Collector`] reads `PipelineStats::snapshot()` when Prometheus scrapes and turns each
-//! field into a constant sample, so the hot path pays nothing for being observable.
+//! field into a constant sample, so the hot path pays nothing for being observable. A second
+//! collector reads [`TaskHealth`] the same way: one `perfstream_task_up` gauge and one
+//! `perfstream_task_failures_total` counter per side task, labelled `task`.
 
 use std::sync::Arc;
 
@@ -12,6 +14,8 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
+
+use crate::health::{TaskHealth, TaskState};
 
 /// Content type of the exposition `encode` writes.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -125,10 +129,46 @@ impl Collector for PipelineCollector {
     }
 }
 
-/// A registry whose only source is the pipeline collector.
-pub fn registry(stats: Arc<PipelineStats>) -> Registry {
+/// Reads the side tasks' states at scrape time.
+#[derive(Debug)]
+struct TaskCollector {
+    tasks: TaskHealth,
+}
+
+impl Collector for TaskCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let tasks = self.tasks.snapshot();
+        if tasks.is_empty() {
+            return Ok(());
+        }
+        let mut up = encoder.encode_descriptor(
+            "perfstream_task_up",
+            "1 while the side task (evaluator, http, maintenance) runs; 0 once it stopped or failed.",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for t in &tasks {
+            let running = i64::from(t.state == TaskState::Running);
+            ConstGauge::new(running).encode(up.encode_family(&[("task", t.task)])?)?;
+        }
+        let mut failures = encoder.encode_descriptor(
+            "perfstream_task_failures",
+            "Side task failures (error, panic, or exit before shutdown); each one ends the process.",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for t in &tasks {
+            ConstCounter::new(t.failures).encode(failures.encode_family(&[("task", t.task)])?)?;
+        }
+        Ok(())
+    }
+}
+
+/// A registry of two sources: the pipeline's counters and the side tasks' health.
+pub fn registry(stats: Arc<PipelineStats>, tasks: TaskHealth) -> Registry {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(PipelineCollector { stats }));
+    registry.register_collector(Box::new(TaskCollector { tasks }));
     registry
 }
 
@@ -147,7 +187,7 @@ mod tests {
     #[test]
     fn every_counter_and_gauge_reads_the_snapshot_at_encode_time() {
         let stats = Arc::new(PipelineStats::default());
-        let registry = registry(stats.clone());
+        let registry = registry(stats.clone(), TaskHealth::default());
         stats.flush_failures.store(3, Relaxed);
         stats.watermark_us.store(1_767_225_600_500_000, Relaxed);
         stats.assigned_partitions.store(4, Relaxed);
@@ -175,5 +215,41 @@ mod tests {
             text.contains("\nperfstream_flush_failures_total 4\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn task_health_is_a_labelled_gauge_and_counter_read_at_encode_time() {
+        let tasks = TaskHealth::default();
+        let registry = registry(Arc::new(PipelineStats::default()), tasks.clone());
+        let text = encode(&registry).expect("encode");
+        assert!(
+            !text.contains("perfstream_task_up"),
+            "no tasks, no family: {text}"
+        );
+        tasks.running("evaluator");
+        tasks.running("http");
+        let text = encode(&registry).expect("encode");
+        assert!(
+            text.contains("\nperfstream_task_up{task=\"evaluator\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nperfstream_task_failures_total{task=\"http\"} 0\n"),
+            "{text}"
+        );
+        tasks.failed("evaluator", "boom");
+        let text = encode(&registry).expect("encode");
+        for line in [
+            "# TYPE perfstream_task_up gauge",
+            "# TYPE perfstream_task_failures counter",
+            "perfstream_task_up{task=\"evaluator\"} 0",
+            "perfstream_task_up{task=\"http\"} 1",
+            "perfstream_task_failures_total{task=\"evaluator\"} 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! The listener, the router and the probe handlers.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use tokio::net::TcpListener;
 
-use crate::{HttpError, HttpSettings, api, metrics};
+use crate::{HttpError, HttpSettings, TaskHealth, api, metrics};
 
 /// How long `/readyz` waits for Postgres (pool acquire included) before answering 503.
 const READY_TIMEOUT: Duration = Duration::from_secs(1);
@@ -40,8 +41,10 @@ pub struct AppState {
     /// One connection for `/readyz` alone, so slow dashboard queries holding the API pool
     /// never make the process look unready.
     ready_pool: PgPool,
-    /// Holds the collector that reads `stats` at scrape time.
+    /// Holds the collectors that read `stats` and `tasks` at scrape time.
     registry: Arc<Registry>,
+    /// The side tasks' states: a failed task makes `/readyz` answer 503 naming it.
+    tasks: TaskHealth,
 }
 
 /// A bound, not yet running server: bind first to learn the address (port 0 in tests), then
@@ -66,7 +69,8 @@ impl HttpServer {
                 listen: settings.listen.clone(),
                 source,
             })?;
-        let registry = Arc::new(metrics::registry(stats.clone()));
+        let tasks = TaskHealth::default();
+        let registry = Arc::new(metrics::registry(stats.clone(), tasks.clone()));
         Ok(Self {
             listener,
             state: AppState {
@@ -74,8 +78,17 @@ impl HttpServer {
                 pool: own_pool(&pool, POOL_CONNECTIONS),
                 ready_pool: own_pool(&pool, 1),
                 registry,
+                tasks,
             },
         })
+    }
+
+    /// Reports the side tasks of `tasks` in `/readyz` and `/metrics` (the supervisor of
+    /// `perfstream run` keeps it up to date). Without it, no task is known.
+    pub fn with_tasks(mut self, tasks: TaskHealth) -> Self {
+        self.state.registry = Arc::new(metrics::registry(self.state.stats.clone(), tasks.clone()));
+        self.state.tasks = tasks;
+        self
     }
 
     /// The bound address (the real port when `listen` asked for port 0).
@@ -167,21 +180,32 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Readiness: Postgres answers `SELECT 1` within [`READY_TIMEOUT`].
-async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
+/// Readiness: no side task failed, and Postgres answers `SELECT 1` within [`READY_TIMEOUT`].
+/// A failed task answers at once, naming the task and the reason: the process is on its way
+/// out (see `TaskHealth`), whatever Postgres says.
+async fn readyz(State(state): State<AppState>) -> (StatusCode, Cow<'static, str>) {
+    if let Some(body) = state.tasks.not_ready() {
+        return (StatusCode::SERVICE_UNAVAILABLE, body.into());
+    }
     let ping = sqlx::query("SELECT 1").execute(&state.ready_pool);
     match tokio::time::timeout(READY_TIMEOUT, ping).await {
-        Ok(Ok(_)) => (StatusCode::OK, "ready\n"),
+        Ok(Ok(_)) => (StatusCode::OK, "ready\n".into()),
         Ok(Err(error)) => {
             tracing::warn!(%error, "Readiness check: Postgres failed.");
-            (StatusCode::SERVICE_UNAVAILABLE, "postgres unavailable\n")
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "postgres unavailable\n".into(),
+            )
         }
         Err(_) => {
             tracing::warn!(
                 timeout_ms = READY_TIMEOUT.as_millis() as u64,
                 "Readiness check: Postgres did not answer in time."
             );
-            (StatusCode::SERVICE_UNAVAILABLE, "postgres timed out\n")
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "postgres timed out\n".into(),
+            )
         }
     }
 }

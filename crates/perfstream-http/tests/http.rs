@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use perfstream_http::{HttpSettings, serve};
+use perfstream_http::{HttpSettings, TaskHealth, serve};
 use perfstream_pipeline::PipelineStats;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 mod support;
-use support::{get, insert_query, insert_request, start, this_minute};
+use support::{get, insert_query, insert_request, start, start_with_tasks, this_minute};
 
 #[sqlx::test(migrator = "perfstream_store::MIGRATOR")]
 async fn serve_answers_probes_metrics_and_the_dashboard_then_stops(pool: PgPool) {
@@ -428,4 +428,60 @@ async fn a_disabled_server_returns_at_once_and_a_bad_address_is_an_error() {
         .await
         .expect_err("cannot bind");
     assert!(err.to_string().contains("not an address"), "{err}");
+}
+
+/// Issue 11, section 5: a failed side task makes the process unready whatever Postgres says,
+/// names the task and the reason, and shows in `/metrics` until the process exits.
+#[sqlx::test(migrator = "perfstream_store::MIGRATOR")]
+async fn a_failed_side_task_makes_readyz_503_naming_it_and_shows_in_metrics(pool: PgPool) {
+    let tasks = TaskHealth::default();
+    for task in ["evaluator", "http", "maintenance"] {
+        tasks.running(task);
+    }
+    let (addr, _stop) =
+        start_with_tasks(pool, Arc::new(PipelineStats::default()), tasks.clone()).await;
+    let ready = get(addr, "/readyz").await;
+    assert_eq!((ready.status, ready.body.as_str()), (200, "ready\n"));
+    let metrics = get(addr, "/metrics").await;
+    for line in [
+        "# TYPE perfstream_task_up gauge",
+        "perfstream_task_up{task=\"evaluator\"} 1",
+        "perfstream_task_up{task=\"maintenance\"} 1",
+        "perfstream_task_failures_total{task=\"evaluator\"} 0",
+    ] {
+        assert!(
+            metrics.body.lines().any(|l| l == line),
+            "missing {line:?} in\n{}",
+            metrics.body
+        );
+    }
+
+    tasks.failed(
+        "evaluator",
+        "alert evaluator: stored alert state x/k is invalid: unknown rule",
+    );
+    let ready = get(addr, "/readyz").await;
+    assert_eq!(ready.status, 503);
+    assert_eq!(
+        ready.body,
+        "not ready\ntask evaluator failed: alert evaluator: stored alert state x/k is invalid: unknown rule\n"
+    );
+    assert_eq!(
+        get(addr, "/healthz").await.status,
+        200,
+        "alive until it exits"
+    );
+    let metrics = get(addr, "/metrics").await;
+    for line in [
+        "perfstream_task_up{task=\"evaluator\"} 0",
+        "perfstream_task_up{task=\"http\"} 1",
+        "perfstream_task_failures_total{task=\"evaluator\"} 1",
+        "perfstream_task_failures_total{task=\"maintenance\"} 0",
+    ] {
+        assert!(
+            metrics.body.lines().any(|l| l == line),
+            "missing {line:?} in\n{}",
+            metrics.body
+        );
+    }
 }

@@ -4,6 +4,7 @@
 mod config;
 mod demo;
 mod embedded_pg;
+mod supervise;
 mod telemetry;
 
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ use clap::{Parser, Subcommand};
 use config::Config;
 use perfstream_kafka::PipelineStats;
 use perfstream_store::Store;
+use supervise::Supervisor;
 use tracing::{info, warn};
 
 /// perfstream: performance telemetry stream processor (Kafka -> event-time HDR rollups ->
@@ -213,6 +215,12 @@ async fn connect(cfg: &Config) -> Result<Store> {
     }
 }
 
+/// `perfstream run`: the pipeline, plus the alert evaluator, the HTTP server and the
+/// maintenance job as supervised side tasks (`supervise.rs`). Returns `Ok` after an orderly
+/// shutdown on SIGINT/SIGTERM. A side task that fails (error, panic, early return) fires that
+/// same shutdown (the pipeline flushes and commits), shows in `/readyz` and `/metrics` until
+/// the HTTP server stops last, and makes this return an error naming the task: the process
+/// exits non-zero for its orchestrator to restart it. Nothing is restarted in process.
 async fn run(cfg: Config) -> Result<()> {
     let label = perfstream_store::base_resolution_label(cfg.window.window.as_micros() as i64)
         .map_err(|e| anyhow::anyhow!("config key `window.window` = {:?} cannot be stored: {e}; use a size that divides one hour (e.g. 10s, 1m, 5m)", cfg.window.window))?;
@@ -228,8 +236,8 @@ async fn run(cfg: Config) -> Result<()> {
         warn!("{w}");
     }
     let stats = Arc::new(PipelineStats::default());
-    info!(bootstrap = %cfg.kafka.bootstrap_servers, group = %cfg.kafka.group_id, "Starting pipeline.");
-    // One shutdown signal fans out to the pipeline, the alert evaluator and the maintenance jobs.
+    // One shutdown signal fans out to the pipeline, the alert evaluator and the maintenance
+    // job; SIGTERM fires it, and so does a failed side task (see `supervise`).
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stop_tx = Arc::new(stop_tx);
     {
@@ -239,50 +247,80 @@ async fn run(cfg: Config) -> Result<()> {
             let _ = tx.send(true);
         });
     }
-    let evaluator = tokio::spawn({
+    // The HTTP server stops last, so /readyz and /metrics show a failed task while the
+    // pipeline drains.
+    let (http_stop_tx, http_stop_rx) = tokio::sync::watch::channel(false);
+    let health = perfstream_http::TaskHealth::default();
+    // Bound before anything starts, so a port in use fails start-up with a clear error.
+    let http = if cfg.http.enabled {
+        let server =
+            perfstream_http::HttpServer::bind(&cfg.http, stats.clone(), store.pool().clone())
+                .await
+                .with_context(|| {
+                    format!(
+                        "starting side task `http`: config key `http.listen` = {}",
+                        cfg.http.listen
+                    )
+                })?;
+        info!(listen = %cfg.http.listen, "Serving /metrics, /healthz, /readyz and the dashboard.");
+        Some(server.with_tasks(health.clone()))
+    } else {
+        None
+    };
+    let mut tasks = Supervisor::new(health, stop_tx.clone());
+    tasks.spawn("evaluator", {
         let (alerts, pool, kafka, rx) = (
             cfg.alerts.clone(),
             store.pool().clone(),
             cfg.kafka.clone(),
             stop_rx.clone(),
         );
-        async move { perfstream_evaluator::run_evaluator(alerts, pool, &kafka, wait_stop(rx)).await }
-    });
-    // Bound before the pipeline starts, so a port in use fails start-up with a clear error.
-    let http = if cfg.http.enabled {
-        let server =
-            perfstream_http::HttpServer::bind(&cfg.http, stats.clone(), store.pool().clone())
+        async move {
+            perfstream_evaluator::run_evaluator(alerts, pool, &kafka, wait_stop(rx))
                 .await
-                .with_context(|| format!("config key `http.listen` = {}", cfg.http.listen))?;
-        info!(listen = %cfg.http.listen, "Serving /metrics, /healthz, /readyz and the dashboard.");
-        Some(tokio::spawn(server.run(wait_stop(stop_rx.clone()))))
-    } else {
-        None
-    };
-    let maintenance = tokio::spawn(perfstream_store::run_maintenance(
-        store.clone(),
-        cfg.maintenance.clone(),
-        wait_stop(stop_rx.clone()),
-    ));
-    let pipeline = perfstream_kafka::run_pipeline(
-        cfg.kafka,
-        cfg.pipeline,
-        cfg.window,
-        cfg.decode,
-        store,
-        stats,
-        wait_stop(stop_rx),
-    )
-    .await;
+                .context("alert evaluator")
+        }
+    });
+    if let Some(server) = http {
+        let shutdown = wait_stop(http_stop_rx);
+        tasks.spawn("http", async move {
+            server.run(shutdown).await.context("http server")
+        });
+    }
+    tasks.spawn("maintenance", {
+        let (store, settings, shutdown) = (
+            store.clone(),
+            cfg.maintenance.clone(),
+            wait_stop(stop_rx.clone()),
+        );
+        async move {
+            perfstream_store::run_maintenance(store, settings, shutdown).await;
+            Ok(())
+        }
+    });
+    info!(bootstrap = %cfg.kafka.bootstrap_servers, group = %cfg.kafka.group_id, "Starting pipeline.");
+    let pipeline = tasks
+        .watch(perfstream_kafka::run_pipeline(
+            cfg.kafka,
+            cfg.pipeline,
+            cfg.window,
+            cfg.decode,
+            store,
+            stats,
+            wait_stop(stop_rx),
+        ))
+        .await
+        .context("pipeline");
     // The pipeline returns on shutdown or on a fatal error: stop the others either way.
     let _ = stop_tx.send(true);
-    let evaluated = evaluator.await.context("alert evaluator task")?;
-    maintenance.await.context("maintenance task")?;
-    if let Some(h) = http {
-        h.await.context("http task")?.context("http server")?;
+    let _ = http_stop_tx.send(true);
+    match (pipeline, tasks.finish().await) {
+        (Ok(()), side) => side,
+        (Err(pipeline), Ok(())) => Err(pipeline),
+        (Err(pipeline), Err(side)) => Err(anyhow::anyhow!(
+            "{side:#}; the pipeline failed too: {pipeline:#}"
+        )),
     }
-    pipeline.context("pipeline")?;
-    evaluated.context("alert evaluator")
 }
 
 async fn wait_stop(mut rx: tokio::sync::watch::Receiver<bool>) {

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use perfstream_http::{HttpServer, HttpSettings};
+use perfstream_http::{HttpServer, HttpSettings, TaskHealth};
 use perfstream_pipeline::PipelineStats;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -49,13 +49,23 @@ pub async fn get(addr: SocketAddr, path: &str) -> Reply {
 
 /// A server on a free port, stopped when the sender is dropped or fired.
 pub async fn start(pool: PgPool, stats: Arc<PipelineStats>) -> (SocketAddr, oneshot::Sender<()>) {
+    start_with_tasks(pool, stats, TaskHealth::default()).await
+}
+
+/// Like [`start`], reporting the side tasks of `tasks`.
+pub async fn start_with_tasks(
+    pool: PgPool,
+    stats: Arc<PipelineStats>,
+    tasks: TaskHealth,
+) -> (SocketAddr, oneshot::Sender<()>) {
     let settings = HttpSettings {
         listen: "127.0.0.1:0".to_owned(),
         enabled: true,
     };
     let server = HttpServer::bind(&settings, stats, pool)
         .await
-        .expect("bind");
+        .expect("bind")
+        .with_tasks(tasks);
     let addr = server.local_addr().expect("addr");
     let (tx, rx) = oneshot::channel::<()>();
     tokio::spawn(server.run(async move {
