@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use perfstream_kafka::{KafkaSettings, PipelineSettings};
+use perfstream_store::ConnectSettings;
 use serde::{Deserialize, Serialize};
 
 /// Where rollups, progress and alerts live.
@@ -19,6 +20,8 @@ pub struct PostgresSettings {
     pub url: String,
     /// Pool size. Default 8.
     pub max_connections: u32,
+    /// Deadlines and dead-peer detection of every connection (`[postgres.connection]`).
+    pub connection: ConnectSettings,
 }
 
 impl Default for PostgresSettings {
@@ -26,6 +29,7 @@ impl Default for PostgresSettings {
         PostgresSettings {
             url: "postgres://postgres@127.0.0.1:5432/perfstream".into(),
             max_connections: 8,
+            connection: ConnectSettings::default(),
         }
     }
 }

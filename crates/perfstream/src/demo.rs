@@ -49,9 +49,13 @@ pub async fn run(args: DemoArgs, mut cfg: Config) -> Result<()> {
         .as_ref()
         .map(EmbeddedPg::url)
         .unwrap_or_else(|| cfg.postgres.url.clone());
-    let store = Store::connect(&db_url, cfg.postgres.max_connections)
-        .await
-        .with_context(|| format!("connecting to {}", crate::config::redact_url(&db_url)))?;
+    let store = Store::connect_with(
+        &db_url,
+        cfg.postgres.max_connections,
+        &cfg.postgres.connection,
+    )
+    .await
+    .with_context(|| format!("connecting to {}", crate::config::redact_url(&db_url)))?;
     store.migrate().await.context("applying migrations")?;
 
     cfg.kafka.bootstrap_servers = bootstrap.clone();

@@ -196,7 +196,13 @@ async fn dispatch(cmd: Command, cfg: Config) -> Result<()> {
 async fn connect(cfg: &Config) -> Result<Store> {
     let mut attempt = 0;
     loop {
-        match Store::connect(&cfg.postgres.url, cfg.postgres.max_connections).await {
+        match Store::connect_with(
+            &cfg.postgres.url,
+            cfg.postgres.max_connections,
+            &cfg.postgres.connection,
+        )
+        .await
+        {
             Ok(store) => return Ok(store),
             Err(e) if e.is_retriable() && attempt < 10 => {
                 attempt += 1;
