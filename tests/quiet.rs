@@ -1,0 +1,94 @@
+//! Issue 11, section 4, end to end: a burst of slow queries, then silence. When every partition
+//! of the worker has been idle for `idle_timeout`, its watermark follows the clock, so the
+//! burst's window is written and its alert fires although no later event ever arrives. The
+//! bound: window (2 s) + allowed lateness (1 s) + idle timeout (2 s) + flush interval (0.3 s)
+//! after the burst, plus an evaluation; the test waits at most 30 s for each and prints what it
+//! measured.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use perfstream_e2e::setup::Broker;
+use perfstream_e2e::*;
+use perfstream_emit::{Emitter, EmitterConfig};
+use perfstream_events::{QueryEvent, QueryType};
+
+async fn count(db: &TestDb, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_then_silence_closes_its_window_and_fires_its_alert() {
+    let broker = Broker::mock();
+    let bootstrap = broker.bootstrap();
+    let db = TestDb::create("quiet").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut worker = Worker::spawn(
+        "q",
+        &WorkerConfig {
+            bootstrap: &bootstrap,
+            db_url: &db.url,
+            group: "g-quiet",
+            window: "2s",
+            failpoint: None,
+            log_dir: dir.path(),
+            env: &[("PERFSTREAM_WINDOW__ALLOWED_LATENESS", "1s")],
+        },
+    );
+    // Every partition claimed (3 topics x 3 partitions), so the burst is read as it arrives.
+    eventually(Duration::from_secs(60), "the worker's claims", || async {
+        let n = count(&db, "SELECT count(*) FROM consumer_offsets").await;
+        (n >= 9).then_some(())
+    })
+    .await;
+
+    let emitter = Emitter::new(EmitterConfig::new(bootstrap.clone())).expect("emitter");
+    let now_us = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_micros() as i64;
+    for i in 0..20 {
+        assert!(emitter.record_query(QueryEvent {
+            service: "checkout".into(),
+            instance: "i-1".into(),
+            query_hash: "quiet-slow".into(),
+            query_type: QueryType::Select,
+            query_text: None,
+            execution_time_us: 1_500_000 + i,
+            rows_affected: 1,
+            tenant_id: None,
+            executed_at_us: now_us,
+        }));
+    }
+    let sent = tokio::task::block_in_place(|| emitter.shutdown(Duration::from_secs(30)));
+    assert_eq!(sent.sent, 20, "{sent:?}");
+    let burst = Instant::now();
+
+    eventually(Duration::from_secs(30), "the burst's window row", || async {
+        let n = count(
+            &db,
+            "SELECT coalesce(sum(count), 0)::bigint FROM query_rollups WHERE query_hash = 'quiet-slow'",
+        )
+        .await;
+        (n == 20).then_some(())
+    })
+    .await;
+    let row_after = burst.elapsed();
+    eventually(Duration::from_secs(30), "the slow-query alert", || async {
+        let n = count(
+            &db,
+            "SELECT count(*) FROM alerts WHERE rule = 'slow_query' AND state = 'firing' \
+               AND labels->>'query_hash' = 'quiet-slow'",
+        )
+        .await;
+        (n == 1).then_some(())
+    })
+    .await;
+    println!(
+        "quiet stream: row visible {row_after:?} and alert {:?} after the burst",
+        burst.elapsed()
+    );
+    assert!(!worker.exited(), "{}", worker.log_tail());
+}
