@@ -1,5 +1,7 @@
 //! The evaluator's errors.
 
+use std::time::Duration;
+
 use perfstream_alerts::AlertError;
 
 #[derive(Debug, thiserror::Error)]
@@ -10,6 +12,13 @@ pub enum EvalError {
     Db {
         operation: &'static str,
         source: sqlx::Error,
+    },
+    /// No reply within the client-side deadline (`crate::deadline`): the server or the path
+    /// to it may be gone. Handled like a lost connection: the leader steps down.
+    #[error("postgres, {operation}: no reply within {deadline:?}")]
+    Deadline {
+        operation: &'static str,
+        deadline: Duration,
     },
     #[error("creating the alert producer: {0}")]
     Producer(rdkafka::error::KafkaError),
@@ -31,7 +40,10 @@ impl EvalError {
     /// Errors a new leadership attempt can get past (Postgres or the broker came back).
     /// Settings and stored-state errors need a person.
     pub fn is_retriable(&self) -> bool {
-        matches!(self, EvalError::Db { .. } | EvalError::Publish { .. })
+        matches!(
+            self,
+            EvalError::Db { .. } | EvalError::Deadline { .. } | EvalError::Publish { .. }
+        )
     }
 }
 

@@ -7,6 +7,7 @@ use perfstream_alerts::{AlertSettings, Engine, RuleId, StateRow, Window, WindowR
 use sqlx::{PgConnection, PgPool};
 use tracing::{debug, info};
 
+use crate::deadline::Deadline;
 use crate::error::EvalError;
 use crate::read;
 use crate::write::{self, Recorded};
@@ -29,6 +30,8 @@ pub(crate) struct Evaluator {
     /// Start of the oldest query or request row: baselines need `min_baseline_days` of history
     /// before a window, so until then the baseline statements are skipped. Read once per lead.
     oldest_us: Option<Option<i64>>,
+    /// Bounds each read, statement and the commit of a round (see `deadline.rs`).
+    deadline: Deadline,
 }
 
 /// What a round did.
@@ -47,12 +50,17 @@ impl Evaluator {
         group: &str,
         owner: &str,
         reads: PgPool,
+        deadline: Deadline,
     ) -> Result<Evaluator, EvalError> {
         let mut engine = Engine::new(settings)?;
-        let state = write::load_state(conn, group).await?;
+        let state = deadline
+            .run("reading alert state", write::load_state(conn, group))
+            .await?;
         let restored = state.len();
         engine.restore(state);
-        let progress = write::progress(conn, group).await?;
+        let progress = deadline
+            .run("reading alert progress", write::progress(conn, group))
+            .await?;
         info!(
             group,
             restored,
@@ -69,21 +77,27 @@ impl Evaluator {
             warmed: false,
             reads,
             oldest_us: None,
+            deadline,
         })
     }
 
-    /// Judges every window that became complete since the last round, and commits.
+    /// Judges every window that became complete since the last round, and commits. Its first
+    /// statement, on the lock connection, is also the leader's check that it still holds the
+    /// lock: a session-level lock lives exactly as long as the session.
     pub(crate) async fn round(
         &mut self,
         conn: &mut PgConnection,
         now_us: impl Fn() -> i64,
     ) -> Result<RoundStats, EvalError> {
         let t_start = std::time::Instant::now();
-        let Some(until) = read::complete_until(conn, &self.group).await? else {
+        let d = self.deadline;
+        let complete = read::complete_until(conn, &self.group);
+        let Some(until) = d.run("reading the watermarks", complete).await? else {
             return Ok(RoundStats::default());
         };
         if self.resolution.is_none() {
-            self.resolution = read::base_resolution(conn).await?;
+            let found = read::base_resolution(conn);
+            self.resolution = d.run("finding the base resolution", found).await?;
         }
         let Some(res) = self.resolution.clone() else {
             return Ok(RoundStats::default());
@@ -92,29 +106,30 @@ impl Evaluator {
             Some(p) => p.end_us,
             None => until - self.settings.start_lookback.as_micros() as i64,
         };
-        let wins = read::windows(conn, &res, from, until, MAX_WINDOWS_PER_ROUND).await?;
+        let wins = read::windows(conn, &res, from, until, MAX_WINDOWS_PER_ROUND);
+        let wins = d.run("listing complete windows", wins).await?;
         let (Some(first), Some(last)) = (wins.first().copied(), wins.last().copied()) else {
             return Ok(RoundStats::default());
         };
         if !self.warmed {
             let len = first.end_us - first.start_us;
             let hist_from = first.start_us - len * self.engine.history_windows() as i64;
-            for rows in read::rows(&self.reads, &res, hist_from, first.start_us)
-                .await?
-                .values()
-            {
+            let history = read::rows(&self.reads, &res, hist_from, first.start_us);
+            for rows in d.run("reading history", history).await?.values() {
                 self.engine.warm(rows)?;
             }
             self.warmed = true;
         }
         let t_read0 = std::time::Instant::now();
-        let mut all = read::rows(&self.reads, &res, first.start_us, last.start_us + 1).await?;
+        let rows = read::rows(&self.reads, &res, first.start_us, last.start_us + 1);
+        let mut all = d.run("reading the rollups of a window", rows).await?;
         let t_read = t_read0.elapsed();
         let mut t_base = std::time::Duration::ZERO;
         let mut t_eval = std::time::Duration::ZERO;
         let regression = self.engine.rules().base(RuleId::Regression).clone();
         if regression.enabled && self.oldest_us.is_none() {
-            self.oldest_us = Some(read::oldest_latency_row(conn, &res).await?);
+            let oldest = read::oldest_latency_row(conn, &res);
+            self.oldest_us = Some(d.run("finding the oldest row", oldest).await?);
         }
         let history_needed_us = i64::from(regression.min_baseline_days.max(1)) * 86_400_000_000;
         let mut recorded = Vec::new();
@@ -129,15 +144,15 @@ impl Evaluator {
                 .flatten()
                 .is_some_and(|o| o <= w.start_us - history_needed_us);
             if regression.enabled && history {
-                read::baselines(
+                let baselines = read::baselines(
                     conn,
                     &res,
                     &mut rows,
                     regression.statistic,
                     regression.baseline_days,
                     regression.min_baseline_days,
-                )
-                .await?;
+                );
+                d.run("computing baselines", baselines).await?;
             }
             t_base += t0.elapsed();
             let t0 = std::time::Instant::now();
@@ -159,8 +174,10 @@ impl Evaluator {
             }
         }
         let t0 = std::time::Instant::now();
-        let queued =
-            write::commit(conn, &self.group, &self.owner, last, &recorded, &changes).await?;
+        // One transaction, one bound (like a flush of the store): abandoned at the deadline, it
+        // rolls back with its session.
+        let commit = write::commit(conn, &self.group, &self.owner, last, &recorded, &changes);
+        let queued = d.run("committing judged windows", commit).await?;
         let t_commit = t0.elapsed();
         self.progress = Some(last);
         let stats = RoundStats {

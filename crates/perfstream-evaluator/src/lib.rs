@@ -19,8 +19,13 @@
 //!   not re-judge it.
 //! - **One leader per group**: a session-level advisory lock (`pg_try_advisory_lock` of
 //!   `perfstream-alerts/<group>`) on a dedicated connection that also carries every write of
-//!   the leader (rollup rows are read on a small read pool, the three kinds in parallel). Stand-bys retry every `alerts.lock_retry`; when the leader's process
-//!   dies its session ends, the lock is free, and a stand-by takes over.
+//!   the leader (rollup rows are read on a small read pool, the three kinds in parallel).
+//!   Stand-bys retry every `alerts.lock_retry`; when the leader's session ends, the lock is
+//!   free and a stand-by takes over. Every wait on Postgres has a client-side deadline (the
+//!   `operation_timeout` of [`RunOptions::connection`]); a leader that misses one steps down as
+//!   if its connection were lost, and ends its abandoned session itself if it can. Bounds per
+//!   kind of failure (crash: `lock_retry`; vanished host: ~31 s; cut-off leader: ~41 s): see
+//!   `run.rs`.
 //! - **State**: `alert_state` (pending/firing phase per rule and key), `alert_progress` (last
 //!   judged window), both rebuilt into the engine on taking the lead; the trend and baseline
 //!   history is re-read from the rollups of the windows before the next one.
@@ -28,13 +33,16 @@
 //!   `alert_id`, marked sent after the acknowledgement.
 //!
 //! # Layout
-//! `run.rs` (entry point [`run_evaluator`], leadership, loop), `evaluate.rs` (a round),
-//! `read.rs` (rollups, completeness, baselines), `write.rs` (state and the transaction),
-//! `relay.rs` (outbox to Kafka), `failpoint.rs` (test crash points), `error.rs`.
+//! `run.rs` (entry points [`run_evaluator`] and [`run_evaluator_with`], leadership, loop,
+//! failover bounds), `deadline.rs` (the client-side bound on every wait on Postgres),
+//! `evaluate.rs` (a round), `read.rs` (rollups, completeness, baselines), `write.rs` (state
+//! and the transaction), `relay.rs` (outbox to Kafka), `failpoint.rs` (test crash points),
+//! `error.rs`.
 //!
 //! # Does not
 //! Write rollups, or publish anything that is not in the outbox.
 
+mod deadline;
 mod error;
 mod evaluate;
 mod failpoint;
@@ -46,4 +54,4 @@ mod write;
 pub use error::EvalError;
 pub use evaluate::RoundStats;
 pub use perfstream_alerts::AlertSettings;
-pub use run::{FLUSH_CHANNEL, lock_name, run_evaluator};
+pub use run::{FLUSH_CHANNEL, Role, RunOptions, lock_name, run_evaluator, run_evaluator_with};

@@ -3,6 +3,10 @@
 //! producer, and marks them sent only after the broker acknowledged them. A crash between the
 //! acknowledgement and the mark publishes them again: at-least-once, `(alert_id, state)` is the
 //! dedup key.
+//!
+//! The two statements on the lock connection are bounded by the evaluator's [`Deadline`]; the
+//! wait for the broker is not (librdkafka retries for as long as `message.timeout.ms` says): a
+//! slow broker is no reason to hand the lead over, a silent Postgres is.
 
 use std::time::Duration;
 
@@ -11,6 +15,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sqlx::{PgConnection, Row};
 
+use crate::deadline::Deadline;
 use crate::error::{EvalError, db};
 
 pub(crate) struct Relay {
@@ -38,16 +43,23 @@ impl Relay {
     }
 
     /// Publishes every unsent outbox row; returns how many were acknowledged and marked.
-    pub(crate) async fn publish(&self, conn: &mut PgConnection) -> Result<usize, EvalError> {
+    pub(crate) async fn publish(
+        &self,
+        conn: &mut PgConnection,
+        deadline: Deadline,
+    ) -> Result<usize, EvalError> {
         let mut total = 0;
         loop {
-            let rows = sqlx::query(
+            let unsent = sqlx::query(
                 "SELECT seq, alert_id, payload FROM alert_outbox WHERE sent_at IS NULL ORDER BY seq LIMIT $1",
             )
             .bind(self.batch)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(db("reading the alert outbox"))?;
+            .fetch_all(&mut *conn);
+            let rows = deadline
+                .run("reading the alert outbox", async {
+                    unsent.await.map_err(db("reading the alert outbox"))
+                })
+                .await?;
             if rows.is_empty() {
                 return Ok(total);
             }
@@ -103,11 +115,15 @@ impl Relay {
             }
             crate::failpoint::hit("alerts_after_publish");
             if !acked.is_empty() {
-                sqlx::query("UPDATE alert_outbox SET sent_at = now() WHERE seq = ANY($1)")
-                    .bind(&acked)
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(db("marking alerts sent"))?;
+                let mark =
+                    sqlx::query("UPDATE alert_outbox SET sent_at = now() WHERE seq = ANY($1)")
+                        .bind(&acked)
+                        .execute(&mut *conn);
+                deadline
+                    .run("marking alerts sent", async {
+                        mark.await.map_err(db("marking alerts sent"))
+                    })
+                    .await?;
                 total += acked.len();
             }
             if let Some(e) = failure {

@@ -3,61 +3,18 @@
 //! progress are written with SQL as the pipeline would; alerts are read back from the tables
 //! and from the topic. Every wait polls a condition with a deadline.
 
+mod support;
+
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use perfstream_evaluator::{AlertSettings, run_evaluator};
-use perfstream_events::{AlertEvent, AlertState};
+use perfstream_events::AlertState;
 use perfstream_kafka::{DevBroker, KafkaSettings, Topics};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Message, Offset, TopicPartitionList};
 use sqlx::{PgPool, Row};
+use support::*;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-
-const MIN_US: i64 = 60_000_000;
-/// 2026-01-01T00:00:00Z.
-const T0: i64 = 1_767_225_600_000_000;
-const GROUP: &str = "g1";
-
-fn ts(us: i64) -> f64 {
-    us as f64 / 1e6
-}
-
-/// A query rollup row of window `i` with the given p99.
-async fn query_row(pool: &PgPool, i: i64, hash: &str, p99_ms: i64) {
-    sqlx::query(
-        "INSERT INTO query_rollups (resolution, window_start, window_end, service, query_hash, query_type,
-            count, sum_us, min_us, max_us, p50_us, p90_us, p95_us, p99_us, p999_us, hist, rows_sum, rows_max)
-         VALUES ('1m', to_timestamp($1), to_timestamp($2), 'billing', $3, 'select',
-            20, 20000, 100, $4, 1000, 2000, 3000, $4, $4, '\\x00'::bytea, 0, 0)",
-    )
-    .bind(ts(T0 + i * MIN_US))
-    .bind(ts(T0 + (i + 1) * MIN_US))
-    .bind(hash)
-    .bind(p99_ms * 1000)
-    .execute(pool)
-    .await
-    .expect("insert query row");
-}
-
-/// Pipeline progress: every partition (two, to check the minimum is used) past `watermark`.
-async fn watermark(pool: &PgPool, p0_us: i64, p1_us: i64) {
-    for (p, w) in [(0, p0_us), (1, p1_us)] {
-        sqlx::query(
-            "INSERT INTO consumer_offsets (group_id, topic, partition, resume_offset, applied_through_offset,
-                applied_watermark, owner, generation)
-             VALUES ($1, 'perf.query', $2, 0, 0, to_timestamp($3), 'w', 1)
-             ON CONFLICT (group_id, topic, partition) DO UPDATE SET applied_watermark = EXCLUDED.applied_watermark",
-        )
-        .bind(GROUP)
-        .bind(p)
-        .bind(ts(w))
-        .execute(pool)
-        .await
-        .expect("progress");
-    }
-}
 
 fn settings() -> AlertSettings {
     AlertSettings {
@@ -99,103 +56,6 @@ impl Running {
     async fn crash(self) {
         self.task.abort();
         let _ = self.task.await;
-    }
-}
-
-fn kafka(broker: &DevBroker) -> KafkaSettings {
-    KafkaSettings {
-        bootstrap_servers: broker.bootstrap_servers(),
-        group_id: GROUP.into(),
-        ..KafkaSettings::default()
-    }
-}
-
-/// Polls `f` every 50 ms until it returns `Some`, panicking after 30 s.
-async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut tick = tokio::time::interval(Duration::from_millis(50));
-    loop {
-        tick.tick().await;
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-    }
-}
-
-/// (alert_id, state, rule, window start) of every recorded transition, in window order.
-async fn transitions(pool: &PgPool) -> Vec<(String, String, String, i64)> {
-    sqlx::query(
-        "SELECT alert_id, state, rule, (extract(epoch from window_start) * 1e6)::bigint FROM alerts
-         ORDER BY window_start, state",
-    )
-    .fetch_all(pool)
-    .await
-    .expect("alerts")
-    .iter()
-    .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
-    .collect()
-}
-
-async fn unsent(pool: &PgPool) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM alert_outbox WHERE sent_at IS NULL")
-        .fetch_one(pool)
-        .await
-        .expect("outbox")
-}
-
-/// Every message on the alerts topic, decoded, until `n` arrived (or 30 s passed).
-fn read_topic(bootstrap: &str, n: usize) -> Vec<(String, AlertEvent)> {
-    let c: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "reader")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset("perf.alerts", 0, Offset::Beginning)
-        .expect("tpl");
-    c.assign(&tpl).expect("assign");
-    drop(tpl);
-    // Everything up to the current end of the topic (at least `n`): delivery is at-least-once,
-    // so a duplicate may sit before the transition a test waits for.
-    let (_, high) = c
-        .fetch_watermarks("perf.alerts", 0, Duration::from_secs(10))
-        .expect("watermarks");
-    let n = n.max(high.max(0) as usize);
-    let mut out = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while out.len() < n && Instant::now() < deadline {
-        if let Some(m) = c.poll(Duration::from_millis(200)) {
-            let m = m.expect("consume");
-            let key = String::from_utf8(m.key().unwrap_or_default().to_vec()).expect("utf8 key");
-            let e = perfstream_events::decode_alert(m.payload().unwrap_or_default())
-                .expect("alert decodes");
-            out.push((key, e));
-        }
-    }
-    out
-}
-
-async fn leaders(pool: &PgPool) -> i64 {
-    sqlx::query_scalar(
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted
-           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-    )
-    .fetch_one(pool)
-    .await
-    .expect("pg_locks")
-}
-
-/// Slow query episode on `h1` in windows 3..6 (p99 2 s), healthy elsewhere; `h2` always fine.
-async fn episode_rows(pool: &PgPool, windows: std::ops::Range<i64>) {
-    for i in windows {
-        query_row(pool, i, "h1", if (3..6).contains(&i) { 2000 } else { 50 }).await;
-        query_row(pool, i, "h2", 80).await;
     }
 }
 
