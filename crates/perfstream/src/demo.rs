@@ -121,7 +121,14 @@ pub async fn run(args: DemoArgs, mut cfg: Config) -> Result<()> {
             cfg.kafka.clone(),
             stop_tx.subscribe(),
         );
-        async move { perfstream_evaluator::run_evaluator(alerts, pool, &kafka, wait_stop(rx)).await }
+        let options = perfstream_evaluator::RunOptions {
+            connection: cfg.postgres.connection.clone(),
+            role: None,
+        };
+        async move {
+            perfstream_evaluator::run_evaluator_with(alerts, pool, &kafka, options, wait_stop(rx))
+                .await
+        }
     });
     let http = if cfg.http.enabled {
         let server =

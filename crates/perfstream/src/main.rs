@@ -281,8 +281,12 @@ async fn run(cfg: Config) -> Result<()> {
             cfg.kafka.clone(),
             stop_rx.clone(),
         );
+        let options = perfstream_evaluator::RunOptions {
+            connection: cfg.postgres.connection.clone(),
+            role: None,
+        };
         async move {
-            perfstream_evaluator::run_evaluator(alerts, pool, &kafka, wait_stop(rx))
+            perfstream_evaluator::run_evaluator_with(alerts, pool, &kafka, options, wait_stop(rx))
                 .await
                 .context("alert evaluator")
         }
