@@ -92,6 +92,22 @@ pub enum DecodeError {
     #[error("{field} must not be empty")]
     EmptyString { field: Field },
 
+    /// Postgres `text` cannot hold a NUL byte (`invalid byte sequence for encoding "UTF8":
+    /// 0x00`), so such an event could never be written.
+    #[error(
+        "{field} contains a NUL byte at byte {at}: no text field may (Postgres cannot store it)"
+    )]
+    ContainsNul { field: Field, at: usize },
+
+    /// Above perfstream's limit for the field (`validate.rs`), which keeps every stored figure
+    /// and every sum a rollup computes from it within bigint.
+    #[error("{field} is {value}, must be <= {max}")]
+    TooLarge { field: Field, value: i64, max: i64 },
+
+    /// A ratio (given, or computed from two fields) above perfstream's limit for it.
+    #[error("{field} is {value}, must be <= {max}")]
+    FigureTooLarge { field: Field, value: f64, max: f64 },
+
     #[error("{field} is {value}, must be >= 0")]
     Negative { field: Field, value: i64 },
 
@@ -155,11 +171,13 @@ impl DecodeError {
             | Resolution { .. } => "malformed",
             StringTooLong { .. } | MapTooLong { .. } => "oversized",
             EmptyString { .. }
+            | ContainsNul { .. }
             | Negative { .. }
             | NotPositive { .. }
             | NotFinite { .. }
             | NegativeFigure { .. }
             | StatusOutOfRange { .. } => "invalid_field",
+            TooLarge { .. } | FigureTooLarge { .. } => "out_of_range",
             TooFarInFuture { .. } => "too_far_in_future",
             IncompatibleSchema { .. } | UnresolvedName { .. } => "incompatible_schema",
             RegistryUnavailable { .. } => "registry_unavailable",

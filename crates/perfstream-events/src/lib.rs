@@ -14,7 +14,8 @@
 //! - `cursor.rs`: bounds-checked reading of Avro primitives, shared by both paths.
 //! - `resolve.rs`, `scan.rs`, `convert.rs`: the resolution path (apache-avro) for other writer
 //!   schemas; `registry.rs`: the schema registry client it fetches them with.
-//! - `validate.rs`: field rules (ranges, sizes, clock skew) applied after either path.
+//! - `validate.rs`: field rules (ranges, sizes, clock skew) applied after either path; they make
+//!   every event that decodes writable to Postgres (no NUL, bounded lengths and figures).
 //! - `error.rs`: [`DecodeError`]. `json.rs`: a JSON view of the records for cross-language checks.
 //!
 //! # Invariant

@@ -447,14 +447,28 @@ pub struct ResourceFigures {
     pub pool_wait_us: Gauge,
     pub io_read_bytes: Gauge,
     pub io_write_bytes: Gauge,
+    /// Cache hits over all caches, saturating at [`CACHE_COUNTER_MAX`].
     pub cache_hits: i64,
+    /// Cache misses over all caches, saturating at [`CACHE_COUNTER_MAX`].
     pub cache_misses: i64,
+}
+
+/// Ceiling of [`ResourceFigures::cache_hits`] and `cache_misses`, each: `resource_rollups`
+/// computes `cache_hits + cache_misses` in bigint (its generated `cache_hit_ratio`), so each
+/// saturates at half the range and their sum always fits. Validation bounds the lookups of one
+/// sample (`perfstream_events::validate::MAX_COUNT`), so only a rollup of more than 2^20
+/// samples at that maximum ever reaches it (issue 12).
+pub const CACHE_COUNTER_MAX: i64 = i64::MAX / 2;
+
+/// Adds to a cache counter, saturating at [`CACHE_COUNTER_MAX`].
+pub fn add_cache_counter(a: i64, b: i64) -> i64 {
+    a.saturating_add(b).min(CACHE_COUNTER_MAX)
 }
 
 impl ResourceFigures {
     /// Hit ratio over all caches, `None` when there were no lookups.
     pub fn cache_hit_ratio(&self) -> Option<f64> {
-        let total = self.cache_hits + self.cache_misses;
+        let total = i128::from(self.cache_hits) + i128::from(self.cache_misses);
         (total > 0).then(|| self.cache_hits as f64 / total as f64)
     }
 }
@@ -493,8 +507,8 @@ impl Merge for ResourceFigures {
         for (a, b) in self.gauges_mut().into_iter().zip(o.gauges()) {
             a.merge(b);
         }
-        self.cache_hits += o.cache_hits;
-        self.cache_misses += o.cache_misses;
+        self.cache_hits = add_cache_counter(self.cache_hits, o.cache_hits);
+        self.cache_misses = add_cache_counter(self.cache_misses, o.cache_misses);
     }
 }
 
@@ -632,6 +646,28 @@ mod tests {
             Latency::decode_hist(&l.hist_bytes()).map(|h| LatencyHist::from_histogram(&h)),
             Ok(Ok(l.hist))
         );
+    }
+
+    #[test]
+    fn cache_counters_saturate_so_their_sum_fits() {
+        // Issue 12: `resource_rollups.cache_hit_ratio` adds the two in bigint.
+        let mut a = ResourceFigures {
+            cache_hits: CACHE_COUNTER_MAX - 1,
+            cache_misses: CACHE_COUNTER_MAX,
+            ..ResourceFigures::default()
+        };
+        let b = ResourceFigures {
+            cache_hits: i64::MAX,
+            cache_misses: 1,
+            ..ResourceFigures::default()
+        };
+        a.merge(&b);
+        assert_eq!(
+            (a.cache_hits, a.cache_misses),
+            (CACHE_COUNTER_MAX, CACHE_COUNTER_MAX)
+        );
+        assert!(a.cache_hits.checked_add(a.cache_misses).is_some());
+        assert_eq!(a.cache_hit_ratio(), Some(0.5));
     }
 
     #[test]

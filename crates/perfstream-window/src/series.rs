@@ -270,8 +270,8 @@ impl ResourceSeries {
         f.io_read_bytes.record(e.io_read_bytes, at);
         f.io_write_bytes.record(e.io_write_bytes, at);
         for c in e.caches.iter().flat_map(|m| m.values()) {
-            f.cache_hits = f.cache_hits.saturating_add(c.hits);
-            f.cache_misses = f.cache_misses.saturating_add(c.misses);
+            f.cache_hits = crate::rollup::add_cache_counter(f.cache_hits, c.hits);
+            f.cache_misses = crate::rollup::add_cache_counter(f.cache_misses, c.misses);
         }
     }
 }
