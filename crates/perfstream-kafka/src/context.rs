@@ -81,11 +81,14 @@ impl PipelineContext {
         store: Store,
         kafka: KafkaSettings,
         settings: PipelineSettings,
-        owner: String,
         state: State,
         stats: Arc<PipelineStats>,
         stop: Arc<std::sync::atomic::AtomicBool>,
     ) -> Self {
+        let owner = settings
+            .owner
+            .clone()
+            .unwrap_or_else(crate::pipeline::default_owner);
         PipelineContext(Arc::new(Inner {
             handle,
             store,

@@ -28,7 +28,7 @@ pub(crate) fn now_us() -> i64 {
         .unwrap_or(0)
 }
 
-fn default_owner() -> String {
+pub(crate) fn default_owner() -> String {
     let host =
         std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "host".into());
     format!(
@@ -53,7 +53,6 @@ pub async fn run_pipeline(
 ) -> Result<(), KafkaError> {
     let stop = Arc::new(AtomicBool::new(false));
     let handle = tokio::runtime::Handle::current();
-    let owner = settings.owner.clone().unwrap_or_else(default_owner);
     let router = Router::new(&kafka)?;
     let state = State::new(
         Core::new(Engine::new(window)?),
@@ -65,7 +64,6 @@ pub async fn run_pipeline(
         store,
         kafka.clone(),
         settings.clone(),
-        owner,
         state,
         stats,
         stop.clone(),
