@@ -104,7 +104,7 @@ async fn crash_during_revoke() {
 async fn second_failover_during_replay() {
     let db = TestDb::create("replay_failover").await;
     let late = ["--allowed-lateness", REPLAY_LATENESS];
-    let s = Setup::with_args(Broker::mock(), db, "replay_failover", 40_000, 10, &late).await;
+    let s = Setup::with_args(Broker::mock(), db, "replay_failover", 90_000, 10, &late).await;
     failover_during_replay(s).await;
 }
 

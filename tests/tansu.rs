@@ -21,6 +21,6 @@ async fn tansu_second_failover_during_replay() {
     let broker = Broker::tansu().await;
     let db = TestDb::create("tansu_replay").await;
     let late = ["--allowed-lateness", REPLAY_LATENESS];
-    let s = Setup::with_args(broker, db, "tansu_replay", 40_000, 22, &late).await;
+    let s = Setup::with_args(broker, db, "tansu_replay", 90_000, 22, &late).await;
     failover_during_replay(s).await;
 }
