@@ -22,6 +22,13 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import confluent_kafka, f
   .venv/bin/pip install -q 'confluent-kafka==2.16.1' 'fastavro==1.13.1' 'hdrhistogram==0.10.8' 'pyyaml==6.0.2'
 fi
 export PY=$ROOT/.venv/bin/python
+# Alertmanager for the notifier's end-to-end test (tests/notify.rs reads E2E_ALERTMANAGER_BIN).
+if ! command -v alertmanager >/dev/null 2>&1 && [ ! -x /usr/bin/prometheus-alertmanager ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus-alertmanager >/dev/null
+fi
+E2E_ALERTMANAGER_BIN=$(command -v alertmanager || echo /usr/bin/prometheus-alertmanager)
+[ -x "$E2E_ALERTMANAGER_BIN" ] || { echo "no alertmanager binary found after install"; exit 1; }
+export E2E_ALERTMANAGER_BIN
 NEXTEST=1; cargo nextest --version >/dev/null 2>&1 || NEXTEST=0
 
 WORK=$(mktemp -d /tmp/perfstream-test.XXXXXX)
