@@ -24,10 +24,13 @@
 //!   ([`TruthBuilder`]), `figures.rs` the exact definitions (windows, percentile rank, ppm).
 //! - `run.rs`: the sending loop ([`run`], [`produce`]) and the [`Summary`].
 //! - `emitter.rs`: the non-blocking [`Emitter`] library.
+//! - `fingerprint/`: the query fingerprint (normalised text and `query_hash`) shared with the
+//!   Python client ([`fingerprint::fingerprint`]).
 
 mod args;
 mod emitter;
 mod error;
+pub mod fingerprint;
 mod generate;
 mod run;
 mod scenario;
