@@ -115,14 +115,14 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn bad_request(message: String) -> Self {
+    pub(crate) fn bad_request(message: String) -> Self {
         Self {
             status: StatusCode::BAD_REQUEST,
             message,
         }
     }
 
-    fn query(endpoint: &'static str, error: sqlx::Error) -> Self {
+    pub(crate) fn query(endpoint: &'static str, error: sqlx::Error) -> Self {
         tracing::warn!(%error, endpoint, "Dashboard query failed.");
         Self {
             status: StatusCode::INTERNAL_SERVER_ERROR,

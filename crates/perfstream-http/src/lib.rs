@@ -27,11 +27,15 @@
 //! ```
 
 mod api;
+mod assets;
+mod cache;
 mod error;
 mod health;
 mod metrics;
+mod range;
 mod server;
 mod settings;
+mod views;
 
 pub use error::HttpError;
 pub use health::{TaskHealth, TaskState, TaskStatus};

@@ -15,6 +15,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
+use crate::cache::QueryCache;
 use crate::health::{TaskHealth, TaskState};
 
 /// Content type of the exposition `encode` writes.
@@ -164,11 +165,58 @@ impl Collector for TaskCollector {
     }
 }
 
-/// A registry of two sources: the pipeline's counters and the side tasks' health.
-pub fn registry(stats: Arc<PipelineStats>, tasks: TaskHealth) -> Registry {
+/// Reads the dashboard cache's hit and miss counters at scrape time.
+#[derive(Debug)]
+struct CacheCollector {
+    cache: Arc<QueryCache>,
+}
+
+impl Collector for CacheCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let (hits, misses) = self.cache.counts();
+        for (name, help, value) in [
+            (
+                "perfstream_http_cache_hits",
+                "Dashboard chart answers served from the cache.",
+                hits,
+            ),
+            (
+                "perfstream_http_cache_misses",
+                "Dashboard chart answers computed by Postgres (not cached, stale after a flush, or expired).",
+                misses,
+            ),
+        ] {
+            let counter = ConstCounter::new(value);
+            counter.encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                counter.metric_type(),
+            )?)?;
+        }
+        let lookups = hits + misses;
+        let ratio = ConstGauge::new(if lookups == 0 {
+            0.0
+        } else {
+            hits as f64 / lookups as f64
+        });
+        ratio.encode(encoder.encode_descriptor(
+            "perfstream_http_cache_hit_ratio",
+            "Share of dashboard chart answers served from the cache since start (0 before the first).",
+            None,
+            ratio.metric_type(),
+        )?)?;
+        Ok(())
+    }
+}
+
+/// A registry of three sources: the pipeline's counters, the side tasks' health and the
+/// dashboard cache.
+pub fn registry(stats: Arc<PipelineStats>, tasks: TaskHealth, cache: Arc<QueryCache>) -> Registry {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(PipelineCollector { stats }));
     registry.register_collector(Box::new(TaskCollector { tasks }));
+    registry.register_collector(Box::new(CacheCollector { cache }));
     registry
 }
 
@@ -187,7 +235,7 @@ mod tests {
     #[test]
     fn every_counter_and_gauge_reads_the_snapshot_at_encode_time() {
         let stats = Arc::new(PipelineStats::default());
-        let registry = registry(stats.clone(), TaskHealth::default());
+        let registry = registry(stats.clone(), TaskHealth::default(), Default::default());
         stats.flush_failures.store(3, Relaxed);
         stats.watermark_us.store(1_767_225_600_500_000, Relaxed);
         stats.assigned_partitions.store(4, Relaxed);
@@ -220,7 +268,11 @@ mod tests {
     #[test]
     fn task_health_is_a_labelled_gauge_and_counter_read_at_encode_time() {
         let tasks = TaskHealth::default();
-        let registry = registry(Arc::new(PipelineStats::default()), tasks.clone());
+        let registry = registry(
+            Arc::new(PipelineStats::default()),
+            tasks.clone(),
+            Default::default(),
+        );
         let text = encode(&registry).expect("encode");
         assert!(
             !text.contains("perfstream_task_up"),

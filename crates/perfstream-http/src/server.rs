@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use perfstream_pipeline::PipelineStats;
 use prometheus_client::registry::Registry;
@@ -17,7 +17,8 @@ use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use tokio::net::TcpListener;
 
-use crate::{HttpError, HttpSettings, TaskHealth, api, metrics};
+use crate::cache::{QueryCache, spawn_flush_listener};
+use crate::{HttpError, HttpSettings, TaskHealth, api, assets, metrics, views};
 
 /// How long `/readyz` waits for Postgres (pool acquire included) before answering 503.
 const READY_TIMEOUT: Duration = Duration::from_secs(1);
@@ -28,8 +29,6 @@ const POOL_CONNECTIONS: u32 = 2;
 const STATEMENT_TIMEOUT: &str = "5s";
 /// Longest an API request waits for a free connection.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
-
-static DASHBOARD: &str = include_str!("../assets/dashboard.html");
 
 /// What every handler shares. Cloned per request (`Arc`s and pool handles).
 #[derive(Clone)]
@@ -45,6 +44,11 @@ pub struct AppState {
     registry: Arc<Registry>,
     /// The side tasks' states: a failed task makes `/readyz` answer 503 naming it.
     tasks: TaskHealth,
+    /// Chart answers per (view, range), dropped when a flush lands; hit ratio in `/metrics`.
+    pub cache: Arc<QueryCache>,
+    /// One connection for the flush notifications that invalidate `cache` (a `PgListener`
+    /// holds its connection, which must not be one of the API's two).
+    listen_pool: PgPool,
 }
 
 /// A bound, not yet running server: bind first to learn the address (port 0 in tests), then
@@ -70,15 +74,22 @@ impl HttpServer {
                 source,
             })?;
         let tasks = TaskHealth::default();
-        let registry = Arc::new(metrics::registry(stats.clone(), tasks.clone()));
+        let cache = Arc::new(QueryCache::default());
+        let registry = Arc::new(metrics::registry(
+            stats.clone(),
+            tasks.clone(),
+            cache.clone(),
+        ));
         Ok(Self {
             listener,
             state: AppState {
                 stats,
                 pool: own_pool(&pool, POOL_CONNECTIONS),
                 ready_pool: own_pool(&pool, 1),
+                listen_pool: own_pool(&pool, 1),
                 registry,
                 tasks,
+                cache,
             },
         })
     }
@@ -86,7 +97,11 @@ impl HttpServer {
     /// Reports the side tasks of `tasks` in `/readyz` and `/metrics` (the supervisor of
     /// `perfstream run` keeps it up to date). Without it, no task is known.
     pub fn with_tasks(mut self, tasks: TaskHealth) -> Self {
-        self.state.registry = Arc::new(metrics::registry(self.state.stats.clone(), tasks.clone()));
+        self.state.registry = Arc::new(metrics::registry(
+            self.state.stats.clone(),
+            tasks.clone(),
+            self.state.cache.clone(),
+        ));
         self.state.tasks = tasks;
         self
     }
@@ -103,10 +118,13 @@ impl HttpServer {
     ) -> Result<(), HttpError> {
         let addr = self.local_addr()?;
         tracing::info!(%addr, "Serving metrics, probes and the dashboard.");
-        axum::serve(self.listener, router(self.state))
+        let listener =
+            spawn_flush_listener(self.state.listen_pool.clone(), self.state.cache.clone());
+        let served = axum::serve(self.listener, router(self.state))
             .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(HttpError::Serve)?;
+            .await;
+        listener.abort();
+        served.map_err(HttpError::Serve)?;
         tracing::info!(%addr, "HTTP server stopped.");
         Ok(())
     }
@@ -143,6 +161,9 @@ fn own_pool(pool: &PgPool, connections: u32) -> PgPool {
             // The planner JIT-compiles the views' aggregates over large tables; compiling
             // took longer than running them (1.2 s of 2 s for the overview on 2M rows).
             ("jit", "off"),
+            // The chart statements branch on their tier bind ($3 = 'base' OR ...): a plan made
+            // for the actual values keeps the (service, resolution, window_start) indexes.
+            ("plan_cache_mode", "force_custom_plan"),
         ]);
     PgPoolOptions::new()
         .max_connections(connections)
@@ -152,7 +173,11 @@ fn own_pool(pool: &PgPool, connections: u32) -> PgPool {
 
 fn router(state: AppState) -> Router {
     Router::new()
-        .route("/", get(dashboard))
+        .route("/", get(assets::dashboard))
+        .route("/assets/uplot.js", get(assets::uplot_js))
+        .route("/assets/uplot.css", get(assets::uplot_css))
+        .route("/api/view/{view}", get(views::view))
+        .route("/api/meta", get(views::meta))
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -162,10 +187,6 @@ fn router(state: AppState) -> Router {
         .route("/api/alerts", get(api::alerts))
         .route("/api/pipeline", get(api::pipeline))
         .with_state(state)
-}
-
-async fn dashboard() -> Html<&'static str> {
-    Html(DASHBOARD)
 }
 
 async fn metrics_text(State(state): State<AppState>) -> Response {
