@@ -8,7 +8,7 @@ use perfstream_events::TimestampUs;
 use perfstream_window::{Merge, QueryFigures};
 use sqlx::Row;
 
-use crate::table::{self, QueryTable, to_ts};
+use crate::table::{self, QueryTable, from_ts, to_ts};
 use crate::{Store, StoreError};
 
 /// What [`slow_query_report`] reads and keeps.
@@ -43,14 +43,39 @@ pub struct SlowQueryRow {
     pub rows_per_call: f64,
 }
 
-/// One row of `generate_optimization_recommendations`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One row of `generate_optimization_recommendations`: the text, and the numbers behind it
+/// (docs/analysts.md lists what `observed` and `threshold` are for each kind).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Recommendation {
+    /// `<target_type> <service>[ <target_id>]`, e.g. `endpoint shop /checkout`.
     pub target: String,
     pub kind: String,
     pub severity: String,
     pub evidence: String,
     pub recommendation: String,
+    /// `query`, `endpoint`, `instance` or `service`.
+    pub target_type: String,
+    pub service: String,
+    /// The query hash, endpoint or instance; empty for a service target.
+    pub target_id: String,
+    /// The normalized statement of a query target, when the catalog has one.
+    pub statement_text: Option<String>,
+    /// What `observed` measures, compared with `threshold`, both in `unit`.
+    pub metric: String,
+    pub observed: f64,
+    pub threshold: f64,
+    pub unit: String,
+    /// Events behind the finding (calls, requests, samples or lookups).
+    pub calls: i64,
+    /// Windows behind the finding.
+    pub windows: i64,
+    pub share: Option<f64>,
+    /// Slope per hour and R² of the fit, for trend rules.
+    pub slope_per_hour: Option<f64>,
+    pub r2: Option<f64>,
+    /// The windows behind the finding: start of the first, end (exclusive) of the last.
+    pub first_window_start_us: TimestampUs,
+    pub last_window_end_us: TimestampUs,
 }
 
 fn ms(us: i64) -> f64 {
@@ -145,7 +170,9 @@ pub async fn recommendations(
     resolution: Option<&str>,
 ) -> Result<Vec<Recommendation>, StoreError> {
     let rows = sqlx::query(
-        "SELECT target, kind, severity, evidence, recommendation \
+        "SELECT target, kind, severity, evidence, recommendation, target_type, service, \
+         target_id, statement_text, metric, observed, threshold, unit, calls, windows, share, \
+         slope_per_hour, r2, first_window_start, last_window_end \
          FROM generate_optimization_recommendations($1, $2)",
     )
     .bind(to_ts(since_us))
@@ -155,12 +182,28 @@ pub async fn recommendations(
     .map_err(StoreError::db("generating recommendations"))?;
     rows.iter()
         .map(|r| {
+            let ts = |i: usize| r.try_get(i).map(from_ts);
             Ok(Recommendation {
                 target: r.try_get(0)?,
                 kind: r.try_get(1)?,
                 severity: r.try_get(2)?,
                 evidence: r.try_get(3)?,
                 recommendation: r.try_get(4)?,
+                target_type: r.try_get(5)?,
+                service: r.try_get(6)?,
+                target_id: r.try_get(7)?,
+                statement_text: r.try_get(8)?,
+                metric: r.try_get(9)?,
+                observed: r.try_get(10)?,
+                threshold: r.try_get(11)?,
+                unit: r.try_get(12)?,
+                calls: r.try_get(13)?,
+                windows: r.try_get(14)?,
+                share: r.try_get(15)?,
+                slope_per_hour: r.try_get(16)?,
+                r2: r.try_get(17)?,
+                first_window_start_us: ts(18)?,
+                last_window_end_us: ts(19)?,
             })
         })
         .collect::<Result<_, sqlx::Error>>()
@@ -209,18 +252,34 @@ pub fn render_slow_queries(rows: &[SlowQueryRow]) -> String {
     render(&t)
 }
 
-/// A plain-text table of recommendations, for a terminal.
+/// A plain-text table of recommendations, for a terminal: the finding's numbers beside its
+/// text.
 pub fn render_recommendations(rows: &[Recommendation]) -> String {
     let mut t = vec![
-        ["severity", "kind", "target", "evidence", "recommendation"]
-            .map(str::to_owned)
-            .to_vec(),
+        [
+            "severity",
+            "kind",
+            "target",
+            "observed",
+            "threshold",
+            "calls",
+            "windows",
+            "evidence",
+            "recommendation",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
     ];
     for r in rows {
+        let f = |v: f64| format!("{v:.3} {}", r.unit);
         t.push(vec![
             r.severity.clone(),
             r.kind.clone(),
             r.target.clone(),
+            f(r.observed),
+            f(r.threshold),
+            r.calls.to_string(),
+            r.windows.to_string(),
             r.evidence.clone(),
             r.recommendation.clone(),
         ]);

@@ -1,5 +1,6 @@
 //! Each recommendation rule of `generate_optimization_recommendations`: a positive case and a
-//! near miss (just under its threshold: no row of that kind), with the default settings.
+//! near miss (just under its threshold: no row of that kind), with the default settings. The
+//! rules added by issue 14 and its defect reproductions are in `recommendation_evidence.rs`.
 
 mod support;
 
@@ -47,16 +48,16 @@ fn slow(ms: i64, calls: usize, rows: i64, hash: &str) -> QueryRollup {
 
 #[sqlx::test(migrations = "../../migrations")]
 async fn slow_query_many_rows_fires(pool: PgPool) {
-    write(&pool, vec![slow(600, 10, 1000, "h1")], vec![], vec![]).await;
+    write(&pool, vec![slow(600, 20, 1000, "h1")], vec![], vec![]).await;
     let r = recs(&pool, "slow_query_many_rows").await;
     assert_eq!(r.len(), 1, "{r:?}");
-    assert_eq!(r[0].0, "api/h1");
+    assert_eq!(r[0].0, "query api h1");
     assert!(r[0].2.contains("1000"), "{}", r[0].2);
 }
 
 #[sqlx::test(migrations = "../../migrations")]
 async fn slow_query_many_rows_near_miss(pool: PgPool) {
-    write(&pool, vec![slow(600, 10, 999, "h1")], vec![], vec![]).await;
+    write(&pool, vec![slow(600, 20, 999, "h1")], vec![], vec![]).await;
     assert_eq!(recs(&pool, "slow_query_many_rows").await, vec![]);
 }
 
@@ -66,9 +67,9 @@ async fn dominant_query_fires(pool: PgPool) {
     write(
         &pool,
         vec![
-            slow(20, 10, 1, "h1"),
-            slow(20, 5, 1, "h2"),
-            slow(20, 5, 1, "h3"),
+            slow(20, 40, 1, "h1"),
+            slow(20, 20, 1, "h2"),
+            slow(20, 20, 1, "h3"),
         ],
         vec![],
         vec![],
@@ -77,17 +78,17 @@ async fn dominant_query_fires(pool: PgPool) {
     let r = recs(&pool, "dominant_query").await;
     assert_eq!(
         r.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(),
-        ["api/h1"]
+        ["query api h1"]
     );
 }
 
 #[sqlx::test(migrations = "../../migrations")]
 async fn dominant_query_near_miss(pool: PgPool) {
-    let mut h3 = slow(20, 5, 1, "h3");
+    let mut h3 = slow(20, 20, 1, "h3");
     h3.figures.latency.sum_us += 1; // h1 now just under half
     write(
         &pool,
-        vec![slow(20, 10, 1, "h1"), slow(20, 5, 1, "h2"), h3],
+        vec![slow(20, 40, 1, "h1"), slow(20, 20, 1, "h2"), h3],
         vec![],
         vec![],
     )
@@ -113,7 +114,7 @@ async fn pool_saturation_fires(pool: PgPool) {
     write(&pool, vec![], vec![], vec![pool_samples(900, 1000, 1)]).await;
     let r = recs(&pool, "pool_saturation").await;
     assert_eq!(r.len(), 1, "{r:?}");
-    assert_eq!(r[0].0, "api/i0");
+    assert_eq!(r[0].0, "instance api i0");
 }
 
 #[sqlx::test(migrations = "../../migrations")]
@@ -187,12 +188,13 @@ async fn low_cache_hit_ratio_near_miss(pool: PgPool) {
     assert_eq!(recs(&pool, "low_cache_hit_ratio").await, vec![]);
 }
 
-/// `windows` one-minute windows of /checkout, `slow` of them with p99 150 ms (SLA 100 ms).
+/// `windows` one-minute windows of /checkout with 10 requests each (`sla_min_window_calls`),
+/// `slow` of them with p99 150 ms (SLA 100 ms).
 fn checkout(windows: i64, slow: i64) -> Vec<RequestRollup> {
     (0..windows)
         .map(|m| {
             let v = if m < slow { 150_000 } else { 50_000 };
-            request(T0 + m * MIN_US, "shop", "/checkout", &[v; 5], 0)
+            request(T0 + m * MIN_US, "shop", "/checkout", &[v; 10], 0)
         })
         .collect()
 }
@@ -210,7 +212,7 @@ async fn sla_breach_fires(pool: PgPool) {
     write(&pool, vec![], checkout(10, 1), vec![]).await;
     let r = recs(&pool, "sla_breach").await;
     assert_eq!(r.len(), 1, "{r:?}");
-    assert_eq!(r[0].0, "shop /checkout");
+    assert_eq!(r[0].0, "endpoint shop /checkout");
     assert!(r[0].2.contains("1 of 10"), "{}", r[0].2);
 }
 
@@ -221,13 +223,13 @@ async fn sla_breach_near_miss(pool: PgPool) {
     assert_eq!(recs(&pool, "sla_breach").await, vec![]);
 }
 
-/// 12 one-minute windows of one instance: cpu and memory utilisation in ppm as functions of
-/// the minute.
+/// 12 one-minute windows of one instance, one every 10 minutes (a fit spans 110 min, over
+/// `trend_min_span_hours`): cpu and memory utilisation in ppm as functions of the step.
 fn trend(cpu: impl Fn(i64) -> i64, mem: impl Fn(i64) -> i64) -> Vec<ResourceRollup> {
     (0..12)
         .map(|m| {
             resource(
-                T0 + m * MIN_US,
+                T0 + m * 10 * MIN_US,
                 "api",
                 "i0",
                 &[(cpu(m) as f64 / 1e6, mem(m), 1_000_000, 1, 10, 0)],
@@ -239,12 +241,12 @@ fn trend(cpu: impl Fn(i64) -> i64, mem: impl Fn(i64) -> i64) -> Vec<ResourceRoll
 
 #[sqlx::test(migrations = "../../migrations")]
 async fn memory_trend_up_fires(pool: PgPool) {
-    // +400 ppm a minute = +2.4 % an hour (threshold 2 %).
+    // +4000 ppm a step = +2.4 % an hour (threshold 2 %).
     write(
         &pool,
         vec![],
         vec![],
-        trend(|_| 100_000, |m| 300_000 + 400 * m),
+        trend(|_| 100_000, |m| 300_000 + 4000 * m),
     )
     .await;
     let r = recs(&pool, "memory_trend_up").await;
@@ -254,12 +256,12 @@ async fn memory_trend_up_fires(pool: PgPool) {
 
 #[sqlx::test(migrations = "../../migrations")]
 async fn memory_trend_up_near_miss(pool: PgPool) {
-    // +333 ppm a minute = +1.998 % an hour.
+    // +3330 ppm a step = +1.998 % an hour.
     write(
         &pool,
         vec![],
         vec![],
-        trend(|_| 100_000, |m| 300_000 + 333 * m),
+        trend(|_| 100_000, |m| 300_000 + 3330 * m),
     )
     .await;
     assert_eq!(recs(&pool, "memory_trend_up").await, vec![]);
@@ -267,12 +269,12 @@ async fn memory_trend_up_near_miss(pool: PgPool) {
 
 #[sqlx::test(migrations = "../../migrations")]
 async fn capacity_saturation_fires(pool: PgPool) {
-    // CPU from 50 % up 320 ppm a minute: 95 % in about 23.3 h (horizon 24 h).
+    // CPU from 50 % up 3200 ppm a step (1.92 % an hour): 95 % in about 21.6 h (horizon 24 h).
     write(
         &pool,
         vec![],
         vec![],
-        trend(|m| 500_000 + 320 * m, |_| 300_000),
+        trend(|m| 500_000 + 3200 * m, |_| 300_000),
     )
     .await;
     let r = recs(&pool, "capacity_saturation").await;
@@ -282,12 +284,12 @@ async fn capacity_saturation_fires(pool: PgPool) {
 
 #[sqlx::test(migrations = "../../migrations")]
 async fn capacity_saturation_near_miss(pool: PgPool) {
-    // 297 ppm a minute: 95 % in about 25.1 h, beyond the horizon.
+    // 2850 ppm a step (1.71 % an hour): 95 % in about 24.5 h, beyond the horizon.
     write(
         &pool,
         vec![],
         vec![],
-        trend(|m| 500_000 + 297 * m, |_| 300_000),
+        trend(|m| 500_000 + 2850 * m, |_| 300_000),
     )
     .await;
     assert_eq!(recs(&pool, "capacity_saturation").await, vec![]);
@@ -418,7 +420,7 @@ async fn report_percentiles_are_exact_over_the_range(pool: PgPool) {
         .unwrap();
     assert!(
         recs.iter()
-            .any(|r| r.kind == "dominant_query" && r.target == "api/h1"),
+            .any(|r| r.kind == "dominant_query" && r.target == "query api h1"),
         "{recs:?}"
     );
 }
