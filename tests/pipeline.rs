@@ -197,3 +197,57 @@ async fn postgres_outage_pauses_and_resumes() {
         w[0].log_tail()
     );
 }
+
+/// The dead-letter topic refuses every message (the broker answers its metadata with an
+/// authorization error) for a while, mid-stream: the worker must not exit or commit past an
+/// unacknowledged envelope; it pauses, retries with backoff, and once the topic accepts again
+/// every malformed message is in it exactly once and the rollups are exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letter_topic_outage_pauses_and_resumes() {
+    use rdkafka::types::RDKafkaRespErr;
+    let mut s = Setup::new("dlq_outage", 20_000, 12).await;
+    let Broker::Mock(broker) = s.broker() else {
+        unreachable!()
+    };
+    broker
+        .cluster()
+        .topic_error(
+            "perf.dlq",
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+        )
+        .unwrap();
+    let mut a = s.worker("a", None);
+    eventually(DEADLINE, "routing failures logged twice", || {
+        let n = a.log_count("routing to the dead-letter");
+        async move { (n >= 2).then_some(()) }
+    })
+    .await;
+    assert!(
+        !a.exited(),
+        "worker died during the outage:\n{}",
+        a.log_tail()
+    );
+    let Broker::Mock(broker) = s.broker() else {
+        unreachable!()
+    };
+    broker
+        .cluster()
+        .topic_error("perf.dlq", RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR)
+        .unwrap();
+    let mut w = vec![a];
+    s.assert_exact(&mut w).await;
+    let truth = s.truth().await.clone();
+    let dlq = read_dead_letters(&s.bootstrap, "perf.dlq", PARTITIONS);
+    let mut offsets: Vec<_> = dlq
+        .iter()
+        .map(|d| (d.source_topic.clone(), d.source_partition, d.source_offset))
+        .collect();
+    offsets.sort();
+    offsets.dedup();
+    assert_eq!(
+        offsets.len() as u64,
+        truth.malformed.count,
+        "every dead letter, once"
+    );
+    assert_eq!(dlq.len(), offsets.len(), "no dead letter twice");
+}

@@ -122,6 +122,11 @@ impl Setup {
         Self::with_args(broker, db, tag, events, seed, &[]).await
     }
 
+    /// The broker, for tests that inject broker-side faults.
+    pub fn broker(&self) -> &Broker {
+        &self._broker
+    }
+
     /// Like [`Setup::with`], with extra generator arguments.
     pub async fn with_args(
         broker: Broker,

@@ -133,6 +133,11 @@ impl Inner {
         self.lock().fatal.take()
     }
 
+    /// True while routed envelopes wait for room in the producer's queue: stop fetching.
+    pub(crate) fn routing_congested(&self) -> bool {
+        self.lock().router.congested()
+    }
+
     pub(crate) fn take_rejoin(&self) -> bool {
         std::mem::take(&mut self.lock().rejoin)
     }
@@ -206,7 +211,7 @@ impl Inner {
             }
         };
         let dl = dead_letter(topic, partition, offset, key, payload, kind, reason);
-        state.router.route(route_to, &dl);
+        state.router.route(route_to, dl);
     }
 
     /// Refreshes the lag gauge: high watermark minus position, summed over the assigned

@@ -43,6 +43,8 @@ pub enum KafkaError {
     Window(#[from] perfstream_window::ConfigError),
     #[error("decoding needs a service that is unavailable")]
     Decode(#[source] perfstream_events::DecodeError),
+    #[error("routing to the dead-letter or late topic: {0}")]
+    Routing(#[from] crate::routing::RoutingPending),
     #[error("pipeline thread panicked")]
     Panicked,
 }

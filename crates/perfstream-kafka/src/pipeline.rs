@@ -139,6 +139,13 @@ fn poll_loop(
         if let Some(e) = ctx.take_fatal() {
             break Err(e);
         }
+        if !paused && ctx.routing_congested() {
+            // The producer's queue is full (dead-letter/late topic slow or away): stop fetching
+            // so the backlog stays bounded; the next flush drains it and resumes.
+            ctx.set_paused(&consumer, true);
+            paused = true;
+            next_flush = Instant::now();
+        }
         if ctx.take_rejoin() {
             // Fenced: leave and rejoin the group so the partitions we still own are claimed anew.
             consumer.unsubscribe();

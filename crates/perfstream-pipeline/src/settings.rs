@@ -67,6 +67,15 @@ pub struct KafkaSettings {
     /// When a stored resume offset is below the partition's log start (data expired in Kafka),
     /// resume from the log start instead of failing. Default false: the gap is an error.
     pub allow_resume_from_log_start: bool,
+    /// Largest dead-letter or late envelope sent, in bytes (key, value and framing). Set it to
+    /// the `max.message.bytes` of the dead-letter and late topics when lower. A larger envelope
+    /// has its `original_value` truncated to fit, with a `perfstream-truncated` header holding
+    /// the original length. Default 1000000 (the producer's and Kafka's default limit).
+    pub routed_max_message_bytes: usize,
+    /// Bound of the producer's local queue for routed messages and alerts, in KiB
+    /// (`queue.buffering.max.kbytes`). When it is full the pipeline stops fetching until the
+    /// queue drains. Default 32768.
+    pub producer_queue_max_kbytes: u32,
     /// Extra librdkafka properties passed through unchanged (SASL, TLS, tuning), e.g.
     /// `security.protocol = "SASL_SSL"`. Values of keys containing `password` or `secret` are
     /// redacted by `check-config`.
@@ -85,6 +94,8 @@ impl Default for KafkaSettings {
             replication_factor: 1,
             retention_ms: 7 * 24 * 3600 * 1000,
             allow_resume_from_log_start: false,
+            routed_max_message_bytes: 1_000_000,
+            producer_queue_max_kbytes: 32_768,
             librdkafka: BTreeMap::new(),
         }
     }
@@ -117,7 +128,8 @@ impl KafkaSettings {
     }
 
     /// Producer properties for the dead-letter, late and alert topics: idempotent, retried until
-    /// delivered (the flush that covers a routed message waits for its acknowledgement).
+    /// delivered (the flush that covers a routed message waits for its acknowledgement), with a
+    /// bounded local queue.
     pub fn producer_properties(&self) -> Vec<(String, String)> {
         self.with_passthrough(vec![
             ("bootstrap.servers", self.bootstrap_servers.clone()),
@@ -125,6 +137,14 @@ impl KafkaSettings {
             ("acks", "all".into()),
             ("message.timeout.ms", "0".into()),
             ("linger.ms", "5".into()),
+            (
+                "queue.buffering.max.kbytes",
+                self.producer_queue_max_kbytes.max(1).to_string(),
+            ),
+            (
+                "message.max.bytes",
+                self.routed_max_message_bytes.max(1000).to_string(),
+            ),
         ])
     }
 

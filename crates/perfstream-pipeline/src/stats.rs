@@ -21,6 +21,10 @@ pub struct PipelineStats {
     /// Messages between the high watermark and this process's position, summed over its
     /// partitions; refreshed every few seconds.
     pub lag: AtomicU64,
+    /// Dead-letter or late envelopes whose `original_value` was truncated to fit the topic.
+    pub routed_truncated: AtomicU64,
+    /// Routed messages whose delivery failed and were sent again.
+    pub routing_redeliveries: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -40,6 +44,8 @@ pub struct StatsSnapshot {
     pub assigned_partitions: u64,
     pub watermark_us: u64,
     pub lag: u64,
+    pub routed_truncated: u64,
+    pub routing_redeliveries: u64,
 }
 
 impl PipelineStats {
@@ -65,6 +71,8 @@ impl PipelineStats {
             assigned_partitions: g(&self.assigned_partitions),
             watermark_us: g(&self.watermark_us),
             lag: g(&self.lag),
+            routed_truncated: g(&self.routed_truncated),
+            routing_redeliveries: g(&self.routing_redeliveries),
         }
     }
 }

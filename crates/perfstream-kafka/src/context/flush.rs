@@ -6,9 +6,12 @@ use std::time::Duration;
 use perfstream_pipeline::FlushPlan;
 use perfstream_store::{FlushCommit, FlushWrite, PartitionProgress, StoreError};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::error::KafkaError as RdError;
 use rdkafka::{Offset, TopicPartitionList};
 use tracing::{info_span, warn};
+
+/// Longest one flush attempt waits for routed messages to be acknowledged before it counts as
+/// failed and is retried with backoff (the poll thread stays responsive meanwhile).
+const ROUTING_WAIT: Duration = Duration::from_secs(5);
 
 use super::{FlushFailure, Inner, PipelineContext, State};
 use crate::KafkaError;
@@ -68,10 +71,21 @@ impl Inner {
         let span = info_span!("flush", reason, rows, partitions = write.progress.len());
         let _g = span.enter();
 
-        if !state.router.await_acks(Duration::from_secs(60)) {
+        // A routing outage is an outage like Postgres's: the flush is retried with backoff, with
+        // the partitions paused, and never commits past an unacknowledged envelope.
+        let routed = state.router.await_acks(deadline.min(ROUTING_WAIT));
+        self.stats
+            .routed_truncated
+            .store(state.router.truncated, std::sync::atomic::Ordering::Relaxed);
+        self.stats.routing_redeliveries.store(
+            state.router.redelivered,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        if let Err(e) = routed {
+            PipelineStats::add(&self.stats.flush_failures, 1);
             return Err(FlushFailure {
-                retriable: false,
-                source: KafkaError::Client(RdError::Canceled),
+                retriable: true,
+                source: KafkaError::Routing(e),
             });
         }
         failpoint::hit("after_dlq_ack");
