@@ -70,6 +70,8 @@ pub struct Config {
     pub decode: perfstream_events::DecodeConfig,
     /// Alert rules and the evaluator (see docs/alerts.md).
     pub alerts: perfstream_alerts::AlertSettings,
+    /// Alert notifications: Alertmanager and webhook targets, routes (see docs/alerts.md).
+    pub notify: perfstream_notify::NotifySettings,
     /// Tier rebuilds ('1h', '1d') and retention.
     pub maintenance: perfstream_store::MaintenanceSettings,
     /// `/metrics`, `/healthz`, `/readyz` and the dashboard.
@@ -117,6 +119,11 @@ impl Config {
                 .collect::<Vec<_>>()
                 .join("\n")
         })
+        .and_then(|c: Config| {
+            // Cross-field checks (route targets exist, URLs, rates) name their key too.
+            c.notify.validate().map_err(|e| e.to_string())?;
+            Ok(c)
+        })
     }
 
     /// The effective config as TOML with secrets (passwords, SASL, keys) redacted.
@@ -136,6 +143,11 @@ impl Config {
             .any(|s| k.contains(s))
             {
                 *v = "<redacted>".into();
+            }
+        }
+        for t in &mut c.notify.targets {
+            if t.secret.is_some() {
+                t.secret = Some("<redacted>".into());
             }
         }
         toml::to_string_pretty(&c).unwrap_or_else(|e| format!("# cannot render config: {e}"))

@@ -291,6 +291,23 @@ async fn run(cfg: Config) -> Result<()> {
                 .context("alert evaluator")
         }
     });
+    tasks.spawn("notifier", {
+        let (notify, pool, group, timeout, shutdown) = (
+            cfg.notify.clone(),
+            store.pool().clone(),
+            cfg.kafka.group_id.clone(),
+            cfg.postgres.connection.operation_timeout,
+            wait_stop(stop_rx.clone()),
+        );
+        async move {
+            // Delivery figures: `NotifyStats::collector()` is ready for `/metrics`; the
+            // `alert_deliveries` table shows the same per delivery.
+            let stats = perfstream_notify::NotifyStats::default();
+            perfstream_notify::run_notifier(notify, pool, group, stats, timeout, shutdown)
+                .await
+                .context("alert notifier")
+        }
+    });
     if let Some(server) = http {
         let shutdown = wait_stop(http_stop_rx);
         tasks.spawn("http", async move {
