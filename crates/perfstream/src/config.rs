@@ -101,29 +101,31 @@ impl Config {
 
     /// Loads the config, or returns every extraction error, each naming its key.
     pub fn load(file: Option<&Path>) -> Result<Config, String> {
-        Self::figment(file).extract().map_err(|e| {
-            e.into_iter()
-                .map(|e| {
-                    let key = if e.path.is_empty() {
-                        "(top level)".to_string()
-                    } else {
-                        e.path.join(".")
-                    };
-                    let src = e
-                        .metadata
-                        .as_ref()
-                        .map(|m| format!(" (from {})", m.name))
-                        .unwrap_or_default();
-                    format!("config key `{key}`{src}: {}", e.kind)
-                })
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
-        .and_then(|c: Config| {
-            // Cross-field checks (route targets exist, URLs, rates) name their key too.
-            c.notify.validate().map_err(|e| e.to_string())?;
-            Ok(c)
-        })
+        Self::figment(file)
+            .extract()
+            .map_err(|e| {
+                e.into_iter()
+                    .map(|e| {
+                        let key = if e.path.is_empty() {
+                            "(top level)".to_string()
+                        } else {
+                            e.path.join(".")
+                        };
+                        let src = e
+                            .metadata
+                            .as_ref()
+                            .map(|m| format!(" (from {})", m.name))
+                            .unwrap_or_default();
+                        format!("config key `{key}`{src}: {}", e.kind)
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .and_then(|c: Config| {
+                // Cross-field checks (route targets exist, URLs, rates) name their key too.
+                c.notify.validate().map_err(|e| e.to_string())?;
+                Ok(c)
+            })
     }
 
     /// The effective config as TOML with secrets (passwords, SASL, keys) redacted.
