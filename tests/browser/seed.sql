@@ -61,7 +61,8 @@ SELECT DISTINCT substr(md5(service || k), 1, 16), 'select',
 FROM seed_shape
 ON CONFLICT DO NOTHING;
 
--- Two instances per service: instance k = 1, 2 of the shape.
+-- Two instances per service: instance k = 1, 2 of the shape; the second misses its cache
+-- often (hit ratio 0.6), which the recommendations report.
 INSERT INTO resource_rollups (resolution, window_start, window_end, service, instance, samples,
     cpu_ppm_samples, cpu_ppm_sum, cpu_ppm_min, cpu_ppm_max,
     memory_used_bytes_samples, memory_used_bytes_sum, memory_used_bytes_min, memory_used_bytes_max,
@@ -95,12 +96,33 @@ SELECT resolution, window_start, window_start + len, service, service || '-' || 
        n_s, n_s * p50 / 20, 0, p50 / 5,
        n_s, n_s * 100000, 0, 200000,
        n_s, n_s * 50000, 0, 100000,
-       count * 9, count
+       count * CASE k WHEN 1 THEN 9 ELSE 3 END, count * CASE k WHEN 1 THEN 1 ELSE 2 END
 FROM (SELECT *, (extract(epoch FROM len) / 10)::bigint AS n_s,
              least(200000 + p50 * 10, 950000) AS cpu,
              (1073741824 + least(p50, 100000) * 20000)::bigint AS mem
       FROM seed_shape WHERE k <= 2) r
 ON CONFLICT DO NOTHING;
+
+-- Alert episodes in the history when the database has none yet (a short demo run may end
+-- before its first alert fires): per service one resolved p99 episode on its first endpoint
+-- and, for the first service, one still firing on an instance.
+INSERT INTO alerts (alert_id, state, rule, severity, service, alert_key, labels, observed_value,
+    threshold, clear_threshold, window_start, window_end, transitioned_at, message)
+SELECT md5(s.service || e.state_rule), st.state, e.rule, e.severity, s.service,
+       e.rule || '|' || s.service, e.labels || jsonb_build_object('service', s.service),
+       e.observed, e.threshold, e.threshold * 0.8, st.ws, st.ws + interval '1 minute', st.ws + interval '70 seconds',
+       e.rule || ' ' || st.state || ' for ' || s.service
+FROM seed_services s
+CROSS JOIN LATERAL (VALUES
+    ('p99', 'endpoint_p99', 'warning', jsonb_build_object('endpoint', '/api/v1/resource-1', 'method', 'GET'), 1400.0, 1000.0,
+     date_trunc('minute', :'until'::timestamptz) - make_interval(mins => 50 + 7 * s.n::int), interval '12 minutes'),
+    ('cpu', 'cpu', 'critical', jsonb_build_object('instance', s.service || '-0'), 0.97, 0.9,
+     date_trunc('minute', :'until'::timestamptz) - interval '20 minutes', NULL)
+) AS e(state_rule, rule, severity, labels, observed, threshold, since, lasted)
+CROSS JOIN LATERAL (VALUES ('firing', e.since), ('resolved', e.since + e.lasted)) AS st(state, ws)
+WHERE NOT EXISTS (SELECT 1 FROM alerts)
+  AND (e.state_rule = 'p99' OR s.n = 1)
+  AND st.ws IS NOT NULL;
 COMMIT;
 SELECT (SELECT count(*) FROM request_rollups) AS request_rows,
        (SELECT count(*) FROM query_rollups) AS query_rows,
