@@ -24,6 +24,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use tracing::warn;
 
 use crate::error::EmitError;
+use crate::query_fill::QueryFiller;
 use crate::run::producer_config;
 use crate::scenario::Topics;
 
@@ -172,6 +173,11 @@ impl Emitter {
         }
     }
 
+    /// Queues a query event. Leave `query_hash` empty and put the statement's text in
+    /// `query_text` (raw, literals and all): the emitter's thread fills the hash with the
+    /// shared fingerprint (`docs/producers.md`, "Query fingerprint"), replaces the text by its
+    /// normalised form (sent once per hash every 5 minutes, no literal ever leaves), and sets
+    /// `query_type` from the text when it is `Other`. An event with a hash is sent as given.
     pub fn record_query(&self, event: QueryEvent) -> bool {
         self.record(Event::Query(event))
     }
@@ -226,6 +232,7 @@ fn worker(
     let mut batch: Vec<Event> = Vec::with_capacity(config.batch_size);
     let mut payload = Vec::with_capacity(256);
     let mut disconnected = false;
+    let mut filler = QueryFiller::default();
     // Produce errors other than a full queue, logged at most once per interval.
     let mut errors = 0u64;
     let mut last_warn: Option<Instant> = None;
@@ -241,7 +248,11 @@ fn worker(
                 Err(_) => break,
             }
         }
-        for event in batch.drain(..) {
+        let now = Instant::now();
+        for mut event in batch.drain(..) {
+            if let Event::Query(q) = &mut event {
+                filler.fill(q, now);
+            }
             let topic = match &event {
                 Event::Query(_) => &config.topics.query,
                 Event::Request(_) => &config.topics.request,

@@ -24,6 +24,10 @@
 //!   ([`TruthBuilder`]), `figures.rs` the exact definitions (windows, percentile rank, ppm).
 //! - `run.rs`: the sending loop ([`run`], [`produce`]) and the [`Summary`].
 //! - `emitter.rs`: the non-blocking [`Emitter`] library.
+//! - `instrument/`: [`instrument::QueryRecorder`] (times a query, e.g. sqlx) and, with the
+//!   `tower` feature, `instrument::RequestLayer` (records requests, axum's `MatchedPath`).
+//! - `query_fill.rs`: the emitter fills `query_hash` (and the normalised text, once per hash)
+//!   when a service gives only the text.
 //! - `fingerprint/`: the query fingerprint (normalised text and `query_hash`) shared with the
 //!   Python client ([`fingerprint::fingerprint`]).
 
@@ -32,6 +36,8 @@ mod emitter;
 mod error;
 pub mod fingerprint;
 mod generate;
+pub mod instrument;
+mod query_fill;
 mod run;
 mod scenario;
 mod topology;
