@@ -1,12 +1,13 @@
 //! The retention job: deletes rows whose window ended longer ago than their tier's retention,
 //! in small batches (`DELETE ... WHERE ctid IN (SELECT ... LIMIT n)`), each its own short
-//! transaction, so it never holds long locks on the tables the pipeline writes.
+//! transaction, so it never holds long locks on the tables the pipeline writes. The samples of
+//! a window (`query_samples`, `request_samples`) go with the same cutoffs as its rollups.
 
 use std::time::Duration;
 
 use perfstream_events::TimestampUs;
 
-use crate::table::{self, QueryTable, RequestTable, ResourceTable, Table};
+use crate::table::{self, QueryTable, RequestTable, ResourceTable, Table, to_ts};
 use crate::{Store, StoreError};
 
 /// How long each tier is kept. A row expires when `window_end <= now - retention`.
@@ -40,7 +41,25 @@ pub struct RetentionReport {
     pub query: u64,
     pub request: u64,
     pub resource: u64,
+    pub query_samples: u64,
+    pub request_samples: u64,
 }
+
+/// The sample tables: fixed statements per table, (tier, base tier), binds only.
+const SAMPLE_DELETES: [(&str, &str); 2] = [
+    (
+        "DELETE FROM query_samples WHERE ctid IN (SELECT ctid FROM query_samples \
+         WHERE resolution = $1 AND window_start < $2 AND window_end <= $2 LIMIT $3)",
+        "DELETE FROM query_samples WHERE ctid IN (SELECT ctid FROM query_samples \
+         WHERE resolution NOT IN ('1h', '1d') AND window_start < $1 AND window_end <= $1 LIMIT $2)",
+    ),
+    (
+        "DELETE FROM request_samples WHERE ctid IN (SELECT ctid FROM request_samples \
+         WHERE resolution = $1 AND window_start < $2 AND window_end <= $2 LIMIT $3)",
+        "DELETE FROM request_samples WHERE ctid IN (SELECT ctid FROM request_samples \
+         WHERE resolution NOT IN ('1h', '1d') AND window_start < $1 AND window_end <= $1 LIMIT $2)",
+    ),
+];
 
 impl Store {
     /// Deletes every expired row as of `now_us`.
@@ -61,6 +80,12 @@ impl Store {
             query: self.expire::<QueryTable>(&tiers, batch).await?,
             request: self.expire::<RequestTable>(&tiers, batch).await?,
             resource: self.expire::<ResourceTable>(&tiers, batch).await?,
+            query_samples: self
+                .expire_samples(SAMPLE_DELETES[0], &tiers, batch)
+                .await?,
+            request_samples: self
+                .expire_samples(SAMPLE_DELETES[1], &tiers, batch)
+                .await?,
         };
         if report.query + report.request + report.resource > 0 {
             tracing::info!(
@@ -70,7 +95,43 @@ impl Store {
                 "Deleted expired rollups."
             );
         }
+        if report.query_samples + report.request_samples > 0 {
+            tracing::info!(
+                query = report.query_samples,
+                request = report.request_samples,
+                "Deleted expired samples."
+            );
+        }
         Ok(report)
+    }
+
+    async fn expire_samples(
+        &self,
+        (tier_sql, base_sql): (&'static str, &'static str),
+        tiers: &[(Option<&str>, TimestampUs)],
+        batch: i64,
+    ) -> Result<u64, StoreError> {
+        let mut total = 0;
+        for (tier, cutoff) in tiers {
+            loop {
+                let q = match tier {
+                    Some(t) => sqlx::query(tier_sql).bind(*t),
+                    None => sqlx::query(base_sql),
+                };
+                let n = q
+                    .bind(to_ts(*cutoff))
+                    .bind(batch)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(StoreError::db("deleting expired samples"))?
+                    .rows_affected();
+                total += n;
+                if n < batch as u64 {
+                    break;
+                }
+            }
+        }
+        Ok(total)
     }
 
     async fn expire<T: Table>(
