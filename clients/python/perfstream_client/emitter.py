@@ -102,6 +102,8 @@ class Emitter:
         self._queue: "queue.Queue[tuple]" = queue.Queue(maxsize=max(1, queue_size))
         self._lock = threading.Lock()
         self._accepted = self._sent = self._dropped = self._failed = 0
+        # Accepted events dropped later (still queued at the close deadline), for `flush`.
+        self._dropped_after_accept = 0
         self._closing = threading.Event()
         self._deadline: Optional[float] = None
         self._text_sent: Dict[str, float] = {}
@@ -215,12 +217,14 @@ class Emitter:
         """Waits up to ``timeout`` seconds until every accepted event is acknowledged or has
         failed; True if it came to that. Blocks: for tests and shutdown, not request paths."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            c = self.counters()
-            if self._queue.empty() and c.sent + c.failed + self._dropped_after_accept >= c.accepted:
+        while True:
+            with self._lock:
+                settled = self._sent + self._failed + self._dropped_after_accept >= self._accepted
+            if settled and self._queue.empty():
                 return True
+            if time.monotonic() >= deadline:
+                return False
             time.sleep(0.01)
-        return False
 
     def close(self, timeout: float = 10.0) -> Counters:
         """Stops taking events, sends what is queued and waits for acknowledgements, for at
@@ -230,8 +234,6 @@ class Emitter:
         self._closing.set()
         self._thread.join()
         return self.counters()
-
-    _dropped_after_accept = 0
 
     def _put(self, kind: str, record: Dict[str, Any]) -> bool:
         if not self._closing.is_set():
