@@ -174,8 +174,15 @@ impl Inner {
         let decoded = state
             .decoder
             .decode(payload, timestamp_ms.map(|ms| ms.saturating_mul(1000)));
+        let mut isolated = None;
         let (action, error) = match decoded {
-            Ok(event) => (state.core.on_event(id, offset, &event, now_us()), None),
+            Ok(event) => {
+                let action = state.core.on_event(id, offset, &event, now_us());
+                if action == Action::Unwritable {
+                    isolated = state.core.isolated_reason(&event).map(str::to_string);
+                }
+                (action, None)
+            }
             Err(e) if e.is_retriable() => {
                 // The schema registry is unreachable: the message is not bad, so it must not be
                 // dead-lettered. Stop; a restart replays from the last committed flush.
@@ -202,6 +209,14 @@ impl Inner {
                     &self.kafka.topics.late,
                     late.kind(),
                     late.reason().to_string(),
+                )
+            }
+            Action::Unwritable => {
+                PipelineStats::add(&s.unwritable, 1);
+                (
+                    &self.kafka.topics.dlq,
+                    "unwritable",
+                    isolated.unwrap_or_default(),
                 )
             }
             Action::DeadLetter => {

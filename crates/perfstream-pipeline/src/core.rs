@@ -15,8 +15,10 @@ use std::collections::BTreeMap;
 
 use perfstream_events::Event;
 use perfstream_window::{
-    Counters, Engine, Merge, PartitionId, RecordOutcome, ResumeState, Rollup, Rollups,
+    Counters, Engine, Merge, PartitionId, RecordOutcome, ResumeState, Rollup, Rollups, SeriesKey,
 };
+
+use crate::quarantine::Quarantine;
 
 /// What the store returned when a partition was claimed: a new generation and the progress the
 /// previous owner committed (all `None` for a partition never flushed).
@@ -74,6 +76,9 @@ pub enum Action {
     AlreadyRouted,
     /// Its partition is not assigned here (a message fetched before a revoke).
     NotAssigned,
+    /// Its series is isolated (Postgres refused to store it, see [`Core::isolate`]): route the
+    /// raw message to the dead-letter topic with [`Core::isolated_reason`].
+    Unwritable,
 }
 
 /// A partition's progress to store with a flush, compare-and-set on
@@ -116,6 +121,15 @@ struct Part {
     generation: i64,
     /// The last committed flush of this claim.
     flush_seq: i64,
+    /// What the store holds for this partition: the claim, then each committed flush's
+    /// progress. [`Core::isolate`] rewinds to it.
+    stored: Stored,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Stored {
+    resume_offset: i64,
+    resume: ResumeState,
 }
 
 /// The pipeline's protocol state. Deterministic: its output depends only on the calls made.
@@ -124,6 +138,7 @@ pub struct Core {
     engine: Engine,
     parts: BTreeMap<PartitionId, Part>,
     pending: Option<FlushPlan>,
+    quarantine: Quarantine,
 }
 
 impl Core {
@@ -132,6 +147,7 @@ impl Core {
             engine,
             parts: BTreeMap::new(),
             pending: None,
+            quarantine: Quarantine::default(),
         }
     }
 
@@ -161,23 +177,29 @@ impl Core {
     /// (the claim's resume offset, or the log start when the adapter had to move it there).
     /// Replaces any state the partition had.
     pub fn assign(&mut self, id: PartitionId, claim: &Claim, start_offset: i64) {
-        self.engine.assign(
-            id,
-            ResumeState {
+        let stored = Stored {
+            resume_offset: start_offset,
+            resume: ResumeState {
                 applied_watermark_us: claim.applied_watermark_us,
                 applied_through_offset: claim.applied_through_offset,
             },
-        );
-        self.engine
-            .note_position(id, start_offset)
-            .expect("assigned above");
+        };
+        self.start(id, stored);
         self.parts.insert(
             id,
             Part {
                 generation: claim.generation,
                 flush_seq: 0,
+                stored,
             },
         );
+    }
+
+    fn start(&mut self, id: PartitionId, stored: Stored) {
+        self.engine.assign(id, stored.resume);
+        self.engine
+            .note_position(id, stored.resume_offset)
+            .expect("assigned above");
     }
 
     /// One decoded event at `offset`, arrived at `arrival_us` (caller's clock).
@@ -190,6 +212,21 @@ impl Core {
     ) -> Action {
         if !self.parts.contains_key(&id) {
             return Action::NotAssigned;
+        }
+        if let Some(_reason) = self
+            .quarantine
+            .reason(event, self.engine.config().tenant_dimension)
+        {
+            // Never aggregated; routed unless an earlier owner stored its window (then it is
+            // counted already). Not subject to `AlreadyRouted`: owners before the isolation
+            // aggregated these events rather than routing them.
+            let stored = self.engine.is_stored(id, offset, event.time_us());
+            let _ = self.engine.note_position(id, offset + 1);
+            return if stored {
+                Action::Skipped
+            } else {
+                Action::Unwritable
+            };
         }
         let Ok(outcome) = self.engine.record(id, offset, event, arrival_us) else {
             return Action::NotAssigned;
@@ -265,11 +302,55 @@ impl Core {
         for p in &plan.progress {
             if let Some(part) = self.parts.get_mut(&p.partition)
                 && part.generation == p.generation
+                && p.flush_seq > part.flush_seq
             {
-                part.flush_seq = part.flush_seq.max(p.flush_seq);
+                part.flush_seq = p.flush_seq;
+                part.stored = Stored {
+                    resume_offset: p.resume_offset,
+                    resume: ResumeState {
+                        applied_watermark_us: Some(p.applied_watermark_us),
+                        applied_through_offset: Some(p.applied_through_offset),
+                    },
+                };
             }
         }
         Some(plan)
+    }
+
+    /// The store refused the pending plan's rows of these series (a data error, see
+    /// [`crate::quarantine`]): isolates them, drops the pending plan and all open state, and
+    /// rewinds every assigned partition to what the store holds for it, as a new owner would
+    /// start. Returns where the adapter must seek each partition. The replay aggregates
+    /// everything again except the isolated series, whose events come back as
+    /// [`Action::Unwritable`]. Generations and flush numbers are kept: nothing was committed.
+    pub fn isolate(
+        &mut self,
+        refused: impl IntoIterator<Item = (SeriesKey, String)>,
+    ) -> Vec<(PartitionId, i64)> {
+        for (key, reason) in refused {
+            self.quarantine.add(key, reason);
+        }
+        self.pending = None;
+        let rewind: Vec<(PartitionId, Stored)> =
+            self.parts.iter().map(|(id, p)| (*id, p.stored)).collect();
+        rewind
+            .into_iter()
+            .map(|(id, stored)| {
+                self.start(id, stored);
+                (id, stored.resume_offset)
+            })
+            .collect()
+    }
+
+    /// The database's reason for an event of an isolated series.
+    pub fn isolated_reason(&self, event: &Event) -> Option<&str> {
+        self.quarantine
+            .reason(event, self.engine.config().tenant_dimension)
+    }
+
+    /// How many series (or whole overflow services) are isolated.
+    pub fn isolated_series(&self) -> usize {
+        self.quarantine.len()
     }
 
     /// A newer claim owns a partition of the pending plan: the write rolled back. Everything

@@ -9,6 +9,7 @@
 //! ([`PipelineStats`]).
 
 mod core;
+mod quarantine;
 mod settings;
 mod stats;
 

@@ -25,6 +25,10 @@ pub struct PipelineStats {
     pub routed_truncated: AtomicU64,
     /// Routed messages whose delivery failed and were sent again.
     pub routing_redeliveries: AtomicU64,
+    /// Events routed to the dead-letter topic because Postgres refused their series.
+    pub unwritable: AtomicU64,
+    /// Series isolated after Postgres refused them (gauge).
+    pub isolated_series: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -46,6 +50,8 @@ pub struct StatsSnapshot {
     pub lag: u64,
     pub routed_truncated: u64,
     pub routing_redeliveries: u64,
+    pub unwritable: u64,
+    pub isolated_series: u64,
 }
 
 impl PipelineStats {
@@ -73,6 +79,8 @@ impl PipelineStats {
             lag: g(&self.lag),
             routed_truncated: g(&self.routed_truncated),
             routing_redeliveries: g(&self.routing_redeliveries),
+            unwritable: g(&self.unwritable),
+            isolated_series: g(&self.isolated_series),
         }
     }
 }

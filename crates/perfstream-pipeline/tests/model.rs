@@ -5,14 +5,16 @@
 //! with the same compare-and-set semantics as `perfstream-store` (owner, generation, flush
 //! sequence). Checked after every step: no stored figure ever exceeds the truth; at the end,
 //! after one worker drains everything: every stored figure equals the truth exactly, and every
-//! undecodable message was routed at least once.
+//! undecodable message was routed at least once. The store refuses every row of one "poison"
+//! statement (a data error): its events must each be routed at least once (isolated) and never
+//! counted, and everything else exactly once.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use perfstream_events::{Event, QueryEvent, QueryType};
 use perfstream_pipeline::{Action, Claim, Core, FlushPlan};
-use perfstream_window::{Engine, PartitionId, WindowConfig};
+use perfstream_window::{Engine, PartitionId, SeriesKey, WindowConfig};
 use proptest::prelude::*;
 
 const PARTITIONS: i32 = 3;
@@ -23,6 +25,8 @@ const T0: i64 = 1_790_000_000 * SEC;
 const WINDOW: i64 = 10 * SEC;
 const LATENESS: i64 = 2 * SEC;
 const IDLE: i64 = 5 * SEC;
+/// The statement whose rows the store refuses.
+const POISON: u8 = 3;
 
 fn config() -> WindowConfig {
     WindowConfig {
@@ -100,7 +104,7 @@ enum WriteOutcome {
 fn op() -> impl Strategy<Value = Op> {
     let worker = 0..WORKERS;
     prop_oneof![
-        8 => (0..PARTITIONS, prop_oneof![4 => 0..LATENESS, 1 => 0..4 * WINDOW], 0..3u8, prop::bool::weighted(0.05))
+        8 => (0..PARTITIONS, prop_oneof![4 => 0..LATENESS, 1 => 0..4 * WINDOW], prop_oneof![12 => 0..3u8, 1 => Just(POISON)], prop::bool::weighted(0.05))
             .prop_map(|(partition, back_us, hash, garbage)| Op::Produce { partition, back_us, hash, garbage }),
         4 => (worker.clone(), 1..20usize).prop_map(|(worker, n)| Op::Poll { worker, n }),
         3 => (0..4 * SEC).prop_map(|us| Op::Tick { us }),
@@ -132,6 +136,8 @@ enum WriteResult {
     Committed,
     AlreadyApplied,
     Fenced,
+    /// A data error on these rows' series; nothing was written.
+    Refused(Vec<SeriesKey>),
 }
 
 /// Count and rows sum per (window start, query hash): rows are unique per event, so a double
@@ -171,6 +177,17 @@ impl Store {
             !plan.progress.is_empty() || plan.rollups.is_empty(),
             "rows without progress: nothing would fence them"
         );
+        // Rows are written before the progress compare-and-set: their error comes first.
+        let refused: Vec<SeriesKey> = plan
+            .rollups
+            .query
+            .iter()
+            .filter(|r| r.key.query_hash == key(POISON))
+            .map(|r| SeriesKey::Query(r.key.clone()))
+            .collect();
+        if !refused.is_empty() {
+            return WriteResult::Refused(refused);
+        }
         let mut applied = 0;
         for p in &plan.progress {
             let row = &self.progress[&p.partition.partition];
@@ -237,6 +254,8 @@ struct World {
     /// Workers in the group (the others are stalled).
     members: BTreeSet<usize>,
     routed: BTreeSet<(i32, i64)>,
+    /// Poison events routed as unwritable.
+    isolated: BTreeSet<(i32, i64)>,
     next_rows: i64,
 }
 
@@ -250,6 +269,7 @@ impl World {
             workers: (0..WORKERS).map(|i| Worker::new(i, 0)).collect(),
             members: (0..WORKERS).collect(),
             routed: BTreeSet::new(),
+            isolated: BTreeSet::new(),
             next_rows: 1,
         };
         w.reassign(0);
@@ -279,6 +299,10 @@ impl World {
                         self.routed.insert((p, offset));
                     }
                     Action::AlreadyRouted => assert!(matches!(msg, Msg::Garbage)),
+                    Action::Unwritable => {
+                        assert!(matches!(msg, Msg::Query { hash: POISON, .. }), "{msg:?}");
+                        self.isolated.insert((p, offset));
+                    }
                     Action::Late(k) => panic!("no event is generated late or early: {k:?}"),
                     Action::NotAssigned => panic!("polled a partition the core does not hold"),
                     Action::Aggregated | Action::Correction | Action::Skipped => {}
@@ -299,10 +323,21 @@ impl World {
             return false;
         }
         let result = self.store.write(&w.owner, plan);
-        if outcome == WriteOutcome::ReplyLost && result != WriteResult::Fenced {
+        if outcome == WriteOutcome::ReplyLost
+            && matches!(result, WriteResult::Committed | WriteResult::AlreadyApplied)
+        {
             return false;
         }
         match result {
+            WriteResult::Refused(keys) => {
+                // The adapter isolates the series and seeks every partition back.
+                let seeks = w
+                    .core
+                    .isolate(keys.into_iter().map(|k| (k, "refused".to_string())));
+                for (id, offset) in seeks {
+                    w.positions.insert(id.partition, offset as usize);
+                }
+            }
             WriteResult::Committed | WriteResult::AlreadyApplied => {
                 w.core.committed();
             }
@@ -360,12 +395,14 @@ impl World {
                     let t_us = self.clock - back_us;
                     let rows = self.next_rows;
                     self.next_rows += 1;
-                    let e = self
-                        .truth
-                        .entry((t_us - t_us.rem_euclid(WINDOW), key(hash)))
-                        .or_default();
-                    e.0 += 1;
-                    e.1 += rows;
+                    if hash != POISON {
+                        let e = self
+                            .truth
+                            .entry((t_us - t_us.rem_euclid(WINDOW), key(hash)))
+                            .or_default();
+                        e.0 += 1;
+                        e.1 += rows;
+                    }
                     Msg::Query { t_us, hash, rows }
                 };
                 self.log[partition as usize].push(msg);
@@ -418,6 +455,8 @@ impl World {
         self.reassign(0);
         self.poll(0, usize::MAX);
         for _ in 0..4 {
+            // Again after an isolation rewound the partitions.
+            self.poll(0, usize::MAX);
             self.clock += WINDOW + LATENESS + IDLE + 1;
             assert!(self.flush(0, WriteOutcome::Committed));
             self.check_never_over();
@@ -460,6 +499,12 @@ fn run(ops: &[Op]) {
                 assert!(
                     world.routed.contains(&(p as i32, offset as i64)),
                     "garbage at {p}/{offset} never routed"
+                );
+            }
+            if matches!(m, Msg::Query { hash: POISON, .. }) {
+                assert!(
+                    world.isolated.contains(&(p as i32, offset as i64)),
+                    "refused event at {p}/{offset} never routed"
                 );
             }
         }

@@ -65,7 +65,7 @@ type Owned<T> = Stored<'static, <T as Table>::Key, <T as Table>::Figures>;
 
 /// Row counts of one table in one flush.
 #[derive(Debug, Default, Clone, Copy)]
-struct Written {
+pub(crate) struct Written {
     inserted: usize,
     merged: usize,
 }
@@ -179,7 +179,7 @@ impl Store {
     }
 
     /// Fast path, then merge path, for one table. `rows` are sorted by id, without duplicates.
-    async fn write_table<T: Table>(
+    pub(crate) async fn write_table<T: Table>(
         &self,
         conn: &mut PgConnection,
         rows: &[Stored<'_, T::Key, T::Figures>],
@@ -287,7 +287,7 @@ fn base_resolution(start_us: TimestampUs, end_us: TimestampUs) -> Result<String,
 
 /// Labels, sorts by primary key and merges duplicates (two rollups of the same window and key
 /// in one flush), so every statement sees each key once, in the global lock order.
-fn prepare<K, F>(rollups: &[Rollup<K, F>]) -> Result<Vec<Stored<'_, K, F>>, StoreError>
+pub(crate) fn prepare<K, F>(rollups: &[Rollup<K, F>]) -> Result<Vec<Stored<'_, K, F>>, StoreError>
 where
     K: Ord + Clone,
     F: Merge + Clone,

@@ -74,6 +74,7 @@ mod catalog;
 mod connect;
 mod error;
 mod flush;
+mod isolate;
 mod jobs;
 mod progress;
 pub mod report;
@@ -85,6 +86,7 @@ mod tiers;
 pub use connect::ConnectSettings;
 pub use error::StoreError;
 pub use flush::{FlushCommit, FlushWrite, PartitionProgress, base_resolution_label};
+pub use isolate::Unwritable;
 pub use jobs::{MaintenanceSettings, run_maintenance};
 pub use report::{
     Recommendation, SlowQueryOptions, SlowQueryRow, recommendations, slow_query_report,

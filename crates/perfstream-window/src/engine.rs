@@ -149,6 +149,15 @@ impl Engine {
         Ok(())
     }
 
+    /// Whether an event at `offset` with event time `t_us`, read from `partition`, is a replay
+    /// of one whose window an earlier owner stored (what [`Engine::record`] would skip).
+    pub fn is_stored(&self, partition: PartitionId, offset: i64, t_us: i64) -> bool {
+        self.partitions.get(&partition).is_some_and(|p| {
+            let (_, end) = window_of(t_us, self.us.window);
+            p.is_replay(offset) && p.stored_through_us().is_some_and(|s| end <= s)
+        })
+    }
+
     /// Records one event read from `partition` at `offset`. `arrival_us` is when it arrived by
     /// the caller's clock (or its Kafka timestamp): it keeps the partition from being idle and
     /// bounds how far ahead the event time may be.

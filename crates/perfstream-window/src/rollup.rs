@@ -386,6 +386,95 @@ pub fn ratio_to_ppm(r: f64) -> i64 {
     (r * PPM).round() as i64
 }
 
+/// The key of one series of any kind.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SeriesKey {
+    Query(QueryKey),
+    Request(RequestKey),
+    Resource(ResourceKey),
+}
+
+impl SeriesKey {
+    pub fn service(&self) -> &str {
+        match self {
+            SeriesKey::Query(k) => &k.service,
+            SeriesKey::Request(k) => &k.service,
+            SeriesKey::Resource(k) => &k.service,
+        }
+    }
+
+    /// The overflow series of its service (every event of a new key beyond the series cap).
+    pub fn is_overflow(&self) -> bool {
+        match self {
+            SeriesKey::Query(k) => k.query_hash == crate::OVERFLOW_KEY,
+            SeriesKey::Request(k) => k.endpoint == crate::OVERFLOW_KEY,
+            SeriesKey::Resource(k) => k.instance == crate::OVERFLOW_KEY,
+        }
+    }
+
+    /// The key `event` is aggregated under (before any overflow), with the tenant dimension
+    /// on or off as configured.
+    pub fn of(event: &perfstream_events::Event, tenant_dimension: bool) -> SeriesKey {
+        use perfstream_events::Event;
+        match event {
+            Event::Query(e) => SeriesKey::Query(QueryKey {
+                service: e.service.clone(),
+                query_hash: e.query_hash.clone(),
+                query_type: e.query_type,
+                tenant_id: if tenant_dimension {
+                    e.tenant_id.clone().unwrap_or_default()
+                } else {
+                    String::new()
+                },
+            }),
+            Event::Request(e) => SeriesKey::Request(RequestKey {
+                service: e.service.clone(),
+                endpoint: e.endpoint.clone(),
+                method: e.method.clone(),
+            }),
+            Event::Resource(e) => SeriesKey::Resource(ResourceKey {
+                service: e.service.clone(),
+                instance: e.instance.clone(),
+            }),
+        }
+    }
+
+    /// Whether it is a query, request or resource series.
+    pub fn kind(&self) -> perfstream_events::EventKind {
+        use perfstream_events::EventKind;
+        match self {
+            SeriesKey::Query(_) => EventKind::Query,
+            SeriesKey::Request(_) => EventKind::Request,
+            SeriesKey::Resource(_) => EventKind::Resource,
+        }
+    }
+}
+
+impl std::fmt::Display for SeriesKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SeriesKey::Query(k) => write!(
+                f,
+                "query series service={:?} query_hash={:?} query_type={} tenant_id={:?}",
+                k.service,
+                k.query_hash,
+                k.query_type.as_str(),
+                k.tenant_id
+            ),
+            SeriesKey::Request(k) => write!(
+                f,
+                "request series service={:?} endpoint={:?} method={:?}",
+                k.service, k.endpoint, k.method
+            ),
+            SeriesKey::Resource(k) => write!(
+                f,
+                "resource series service={:?} instance={:?}",
+                k.service, k.instance
+            ),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct QueryKey {
     pub service: String,

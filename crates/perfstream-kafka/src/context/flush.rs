@@ -137,6 +137,10 @@ impl Inner {
                 state.rejoin = true;
                 Ok(0)
             }
+            Err(e) if e.is_data_error() => {
+                PipelineStats::add(&self.stats.flush_failures, 1);
+                self.isolate_unwritable(state, consumer, &write, deadline, e)
+            }
             Err(e) => {
                 PipelineStats::add(&self.stats.flush_failures, 1);
                 Err(FlushFailure {
@@ -145,6 +149,82 @@ impl Inner {
                 })
             }
         }
+    }
+
+    /// Postgres refused rows of the flush (a data error, SQLSTATE class 22 or 23): finds which
+    /// series, isolates them in the core, and rewinds every partition to its stored progress,
+    /// so the replay commits everything else and routes the isolated series' events to the
+    /// dead-letter topic with the database's reason. Nothing was committed, so nothing is lost
+    /// or counted twice. When no single row is refused the error is returned as it is.
+    fn isolate_unwritable(
+        &self,
+        state: &mut State,
+        consumer: &BaseConsumer<PipelineContext>,
+        write: &FlushWrite,
+        deadline: Duration,
+        error: StoreError,
+    ) -> Result<u64, FlushFailure> {
+        let probe = self.handle.block_on(async {
+            tokio::time::timeout(deadline, self.store.find_unwritable(write)).await
+        });
+        let refused = match probe {
+            Ok(Ok(refused)) if !refused.is_empty() => refused,
+            Ok(Ok(_)) => {
+                return Err(FlushFailure {
+                    retriable: false,
+                    source: KafkaError::Store(error),
+                });
+            }
+            Ok(Err(e)) => {
+                return Err(FlushFailure {
+                    retriable: e.is_retriable(),
+                    source: KafkaError::Store(e),
+                });
+            }
+            Err(_) => {
+                return Err(FlushFailure {
+                    retriable: true,
+                    source: KafkaError::FlushDeadline(deadline),
+                });
+            }
+        };
+        for u in &refused {
+            warn!(
+                series = %u.series,
+                window_start_us = u.window_start_us,
+                reason = %u.reason,
+                "Postgres refused a series; isolating it: its events go to the dead-letter topic, everything else is committed."
+            );
+        }
+        let rewind = state
+            .core
+            .isolate(refused.into_iter().map(|u| (u.series, u.reason)));
+        self.stats.isolated_series.store(
+            state.core.isolated_series() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        let mut tpl = TopicPartitionList::new();
+        for (id, offset) in rewind {
+            let _ =
+                tpl.add_partition_offset(self.topic_name(id), id.partition, Offset::Offset(offset));
+        }
+        let sought = consumer
+            .seek_partitions(tpl, Duration::from_secs(10))
+            .and_then(
+                |tpl| match tpl.elements().iter().find_map(|e| e.error().err()) {
+                    Some(e) => Err(e),
+                    None => Ok(()),
+                },
+            );
+        if let Err(e) = sought {
+            // The core already rewound; a consumer left ahead of it would skip events. Exit:
+            // the restart replays from the stored progress.
+            return Err(FlushFailure {
+                retriable: false,
+                source: KafkaError::Client(e),
+            });
+        }
+        Ok(0)
     }
 
     /// The store's form of a plan (topic names instead of indexes).
