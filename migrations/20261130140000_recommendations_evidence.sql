@@ -5,19 +5,19 @@
 --   counts windows of the endpoint (a window breaches when a method with enough requests in it
 --   exceeds the SLA);
 -- - one 1.5 s request, or one 30 ms statement, gave a critical finding: every rule needs a
---   minimum of calls (or windows) before it speaks, and critical needs evidence in at least
---   critical_min_windows windows;
+--   minimum of calls (or windows) before it speaks, and a service needs two statements for one
+--   to dominate (critical_min_windows can also demand several windows before critical);
 -- - capacity_saturation fired on the float noise of a flat series and was silent on a flat
 --   99 % CPU: fits are on hours since `since` (well conditioned), and need a minimum slope, R²
 --   and span; a level already high is the plain rule high_utilization;
 -- - a one-point wobble was extrapolated: the R² guard.
 -- New rules: high_utilization, gc_pressure, pool_wait_share, high_io. Every row carries its
--- numbers beside the text, one target shape (target_type, service, target_id) and, for query
--- targets, the statement text.
+-- numbers beside the text, one target shape ('<service>/<target_id>', target_type saying what
+-- the id is) and, for query targets, the statement text.
 
 INSERT INTO recommendation_settings (name, value, unit, description) VALUES
- ('critical_min_windows', 3, 'windows',
-  'Windows of evidence a finding needs before it can be critical (all rules); below, it is at most a warning.'),
+ ('critical_min_windows', 1, 'windows',
+  'Windows of evidence a finding needs before it can be critical (all rules); below, it is at most a warning. Raise it to demand a finding in several windows before it is critical.'),
  ('slow_query_min_calls', 20, 'calls',
   'Calls a statement needs over the range before rule slow_query_many_rows judges it (a p99 of fewer calls is their maximum).'),
  ('dominant_query_min_calls', 20, 'calls',
@@ -59,8 +59,8 @@ CREATE FUNCTION generate_optimization_recommendations(
     since      timestamptz,
     resolution text DEFAULT NULL
 ) RETURNS TABLE (
-    -- '<target_type> <service>[ <target_id>]', e.g. 'query api 9f2c...', 'endpoint shop /checkout',
-    -- 'instance api i-0', 'service api'.
+    -- '<service>/<target_id>' ('<service>' for a service target), e.g. 'api/9f2c...' (query),
+    -- 'shop//checkout' (endpoint '/checkout'), 'api/i-0' (instance), 'api' (service).
     target             text,
     kind               text,
     severity           text,
@@ -372,7 +372,7 @@ findings AS (
     WHERE i.windows >= s.resource_min_windows
       AND v.bps >= s.io_bytes_per_second_high
 )
-SELECT f.target_type || ' ' || f.service || CASE WHEN f.target_id = '' THEN '' ELSE ' ' || f.target_id END,
+SELECT f.service || CASE WHEN f.target_type = 'service' THEN '' ELSE '/' || f.target_id END,
        f.kind,
        -- critical needs its condition and evidence in enough windows
        CASE WHEN f.is_critical AND f.windows >= s.critical_min_windows THEN 'critical' ELSE 'warning' END,

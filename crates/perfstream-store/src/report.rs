@@ -47,7 +47,8 @@ pub struct SlowQueryRow {
 /// (docs/analysts.md lists what `observed` and `threshold` are for each kind).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recommendation {
-    /// `<target_type> <service>[ <target_id>]`, e.g. `endpoint shop /checkout`.
+    /// `<service>/<target_id>` (`<service>` for a service target), e.g. `shop//checkout` for
+    /// endpoint `/checkout`; `target_type` says what the id is.
     pub target: String,
     pub kind: String,
     pub severity: String,

@@ -180,7 +180,7 @@ async fn sla_breach_needs_judged_windows(pool: PgPool) {
         (r.kind.as_str(), r.severity.as_str()),
         ("sla_breach", "critical")
     );
-    assert_eq!(r.target, "endpoint shop /checkout");
+    assert_eq!(r.target, "shop//checkout");
     assert_eq!((r.threshold, r.unit.as_str()), (1000.0, "ms"));
     assert!(r.observed >= 1500.0, "{r:?}");
     assert_eq!((r.calls, r.windows, r.share), (30, 3, Some(1.0)));
@@ -214,9 +214,11 @@ async fn a_single_statement_is_not_dominant(pool: PgPool) {
 }
 
 /// The calls guard of `dominant_query`: 19 calls (under `dominant_query_min_calls`) are not
-/// judged, 20 are; critical (share >= 80 %) needs 3 windows of evidence.
+/// judged, 20 are; with `critical_min_windows` raised to 3, critical (share >= 80 %) needs 3
+/// windows of evidence.
 #[sqlx::test(migrations = "../../migrations")]
 async fn dominant_query_needs_calls_and_windows_for_critical(pool: PgPool) {
+    set_setting(&pool, "critical_min_windows", 3.0).await;
     write(
         &pool,
         vec![
@@ -252,7 +254,7 @@ async fn dominant_query_needs_calls_and_windows_for_critical(pool: PgPool) {
     .await;
     let r = report(&pool).await;
     assert_eq!(r[0].severity, "critical", "{r:?}");
-    assert_eq!(r[0].target, "query api h1");
+    assert_eq!(r[0].target, "api/h1");
     assert_eq!(r[0].target_type, "query");
     assert_eq!(r[0].target_id, "h1");
     assert_eq!(
@@ -335,7 +337,7 @@ async fn high_utilization_threshold_and_windows(pool: PgPool) {
         ),
         ("high_utilization", "warning", "cpu_utilization")
     );
-    assert_eq!(r[0].target, "instance api i0");
+    assert_eq!(r[0].target, "api/i0");
     assert_eq!((r[0].threshold, r[0].windows, r[0].calls), (0.9, 3, 3));
 }
 
@@ -487,7 +489,7 @@ async fn pool_wait_share_fires(pool: PgPool) {
     let r = &r[0];
     assert_eq!(
         (r.kind.as_str(), r.target.as_str()),
-        ("pool_wait_share", "service api")
+        ("pool_wait_share", "api")
     );
     assert_eq!(
         (r.target_type.as_str(), r.target_id.as_str()),
@@ -584,10 +586,10 @@ async fn every_row_has_one_target_shape_and_numbers(pool: PgPool) {
         assert!(kinds.contains(&k), "{k} missing from {kinds:?}");
     }
     for x in &r {
-        let want = if x.target_id.is_empty() {
-            format!("{} {}", x.target_type, x.service)
+        let want = if x.target_type == "service" {
+            x.service.clone()
         } else {
-            format!("{} {} {}", x.target_type, x.service, x.target_id)
+            format!("{}/{}", x.service, x.target_id)
         };
         assert_eq!(x.target, want);
         assert!(x.observed.is_finite() && x.threshold.is_finite(), "{x:?}");

@@ -51,7 +51,7 @@ async fn slow_query_many_rows_fires(pool: PgPool) {
     write(&pool, vec![slow(600, 20, 1000, "h1")], vec![], vec![]).await;
     let r = recs(&pool, "slow_query_many_rows").await;
     assert_eq!(r.len(), 1, "{r:?}");
-    assert_eq!(r[0].0, "query api h1");
+    assert_eq!(r[0].0, "api/h1");
     assert!(r[0].2.contains("1000"), "{}", r[0].2);
 }
 
@@ -78,7 +78,7 @@ async fn dominant_query_fires(pool: PgPool) {
     let r = recs(&pool, "dominant_query").await;
     assert_eq!(
         r.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(),
-        ["query api h1"]
+        ["api/h1"]
     );
 }
 
@@ -114,7 +114,7 @@ async fn pool_saturation_fires(pool: PgPool) {
     write(&pool, vec![], vec![], vec![pool_samples(900, 1000, 1)]).await;
     let r = recs(&pool, "pool_saturation").await;
     assert_eq!(r.len(), 1, "{r:?}");
-    assert_eq!(r[0].0, "instance api i0");
+    assert_eq!(r[0].0, "api/i0");
 }
 
 #[sqlx::test(migrations = "../../migrations")]
@@ -212,7 +212,7 @@ async fn sla_breach_fires(pool: PgPool) {
     write(&pool, vec![], checkout(10, 1), vec![]).await;
     let r = recs(&pool, "sla_breach").await;
     assert_eq!(r.len(), 1, "{r:?}");
-    assert_eq!(r[0].0, "endpoint shop /checkout");
+    assert_eq!(r[0].0, "shop//checkout");
     assert!(r[0].2.contains("1 of 10"), "{}", r[0].2);
 }
 
@@ -420,7 +420,7 @@ async fn report_percentiles_are_exact_over_the_range(pool: PgPool) {
         .unwrap();
     assert!(
         recs.iter()
-            .any(|r| r.kind == "dominant_query" && r.target == "query api h1"),
+            .any(|r| r.kind == "dominant_query" && r.target == "api/h1"),
         "{recs:?}"
     );
 }
