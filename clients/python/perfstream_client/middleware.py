@@ -5,7 +5,7 @@ would make one series per id. Frameworks put it in different places, so each mid
 ``endpoint=``, a function of the ASGI scope (or WSGI environ) returning the template or None,
 and by default looks where common frameworks put it:
 
-- ASGI: ``scope["route"].path_format`` or ``.path`` (FastAPI, Starlette routes), then
+- ASGI: ``scope["route"].path_format`` or ``.path`` (FastAPI puts the matched route there), then
   ``scope["perfstream.endpoint"]`` (set it yourself in a router or a dependency).
 - WSGI: the Flask/Werkzeug rule (``environ["werkzeug.request"].url_rule.rule``), then
   ``environ["perfstream.endpoint"]``.
