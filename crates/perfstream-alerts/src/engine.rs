@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use crate::AlertError;
-use crate::lifecycle::{self, Edge, Observation, Phase};
+use crate::lifecycle::{self, Edge, Observation, Phase, ResolveReason};
 use crate::message::message;
 use crate::observe;
 use crate::rows::{Window, WindowRows};
@@ -43,6 +43,8 @@ pub struct Transition {
     pub clear_threshold: f64,
     pub window: Window,
     pub message: String,
+    /// Resolved transitions: why (cleared, no data, rule disabled). `None` for firing.
+    pub reason: Option<ResolveReason>,
 }
 
 impl Transition {
@@ -100,6 +102,9 @@ struct State {
     resources: HashMap<String, VecDeque<ResPoint>>,
     rates: HashMap<String, VecDeque<(i64, f64)>>,
     keys: HashMap<String, KeyState>,
+    /// Resource series (key text `resource|service|instance`): their labels and the start of
+    /// the last window with a row, for the `absent` rule.
+    series: HashMap<String, (BTreeMap<String, String>, i64)>,
     /// (key, rule) pairs judged in the current window.
     seen: HashSet<(String, RuleId)>,
     out: Evaluation,
@@ -219,6 +224,17 @@ impl Engine {
                 .push_back((w.start_us, n));
         }
         for r in &rows.resources {
+            let series = format!("resource|{}|{}", r.service, r.instance);
+            match st.series.get_mut(&series) {
+                Some((_, last)) => *last = (*last).max(w.start_us),
+                None => {
+                    let labels = [("service", &r.service), ("instance", &r.instance)]
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect();
+                    st.series.insert(series, (labels, w.start_us));
+                }
+            }
             let key = format!("{}|{}", r.service, r.instance);
             st.resources.entry(key).or_default().push_back(ResPoint {
                 start_us: w.start_us,
@@ -238,6 +254,14 @@ impl Engine {
                 h.pop_front();
             }
             !h.is_empty()
+        });
+        // A series silent for the whole history is forgotten unless `absent` fires for it.
+        let keys = &st.keys;
+        st.series.retain(|k, (_, last)| {
+            *last > horizon
+                || keys
+                    .get(k)
+                    .is_some_and(|ks| ks.phases.iter().any(|(r, _)| *r == RuleId::Absent))
         });
     }
 
@@ -349,6 +373,33 @@ impl Engine {
             });
         }
 
+        // Absent: every known resource series, by the windows since its last row. A series
+        // that fires and is then forgotten by a restart (older than the warmed history) still
+        // counts as absent.
+        let mut absent: Vec<(String, String, i64)> = st
+            .series
+            .values()
+            .map(|(l, last)| (l["service"].clone(), l["instance"].clone(), *last))
+            .collect();
+        for (k, ks) in &st.keys {
+            if !st.series.contains_key(k) && ks.phases.iter().any(|(r, _)| *r == RuleId::Absent) {
+                let g = |f: &str| ks.labels.get(f).cloned().unwrap_or_default();
+                absent.push((g("service"), g("instance"), i64::MIN));
+            }
+        }
+        absent.sort();
+        for (service, instance, last) in &absent {
+            let key = RowKey::new("resource", &[("service", service), ("instance", instance)]);
+            let missing = if *last == i64::MIN {
+                u32::MAX
+            } else {
+                u32::try_from((w.start_us - last) / len_us).unwrap_or(u32::MAX)
+            };
+            st.judge(rules, w, &key, RuleId::Absent, |r| {
+                observe::absent(r, missing)
+            });
+        }
+
         // Keys with state but no row (or too little data) this window: judged as no data.
         let mut missing: Vec<(String, RuleId)> = st
             .keys
@@ -438,16 +489,23 @@ impl State {
             .get(key)
             .and_then(|k| k.phases.iter().find(|(r, _)| *r == id))
             .map(|(_, p)| p.clone());
-        let (next, edge) = lifecycle::step(prev.as_ref(), obs, rule, w, || {
-            lifecycle::alert_id(id, labels, w.start_us)
-        });
+        let (next, edge) = if rule.enabled {
+            lifecycle::step(prev.as_ref(), obs, rule, w, || {
+                lifecycle::alert_id(id, labels, w.start_us)
+            })
+        } else {
+            lifecycle::disabled(prev.as_ref())
+        };
         if let Some(edge) = edge {
             let mut all = labels.clone();
             for (k, v) in &rule.labels {
                 all.entry(k.clone()).or_insert_with(|| v.clone());
             }
-            let fired = matches!(edge, Edge::Fired(_));
-            let (Edge::Fired(alert_id) | Edge::Resolved(alert_id)) = edge;
+            let (alert_id, reason) = match edge {
+                Edge::Fired(id) => (id, None),
+                Edge::Resolved(id, why) => (id, Some(why)),
+            };
+            let fired = reason.is_none();
             self.out.transitions.push(Transition {
                 rule: id,
                 key: key.to_string(),
@@ -459,12 +517,13 @@ impl State {
                 },
                 severity: rule.severity,
                 service: labels.get("service").cloned().unwrap_or_default(),
-                message: message(id, fired, labels, obs, rule),
+                message: message(id, reason, labels, obs, rule),
                 labels: all,
                 observed_value: obs.value,
                 threshold: rule.threshold,
                 clear_threshold: rule.clear_threshold,
                 window: w,
+                reason,
             });
         }
         if next != prev {

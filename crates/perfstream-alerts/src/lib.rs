@@ -55,7 +55,7 @@ mod stats;
 mod tests;
 
 pub use engine::{Engine, Evaluation, StateRow, Transition};
-pub use lifecycle::{Phase, alert_id};
+pub use lifecycle::{Phase, ResolveReason, alert_id};
 pub use rows::{Latency, QueryRow, RequestRow, ResourceRow, Window, WindowRows};
 pub use rule::{Rule, RuleId, RuleSet};
 pub use settings::{AlertSettings, Override, RulePatch, Rules, Severity, Statistic};

@@ -83,7 +83,44 @@ pub enum Phase {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Edge {
     Fired(String),
-    Resolved(String),
+    Resolved(String, ResolveReason),
+}
+
+/// Why an alert resolved (issue 15): a no-data resolve is not a recovery, and its
+/// `observed_value` means nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ResolveReason {
+    /// The figure came back past the clear threshold (for `absent`: the series reports again).
+    Cleared,
+    /// More than `no_data_windows` windows without data.
+    NoData,
+    /// The rule was disabled (config change) while the alert fired.
+    RuleDisabled,
+}
+
+impl ResolveReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cleared => "cleared",
+            Self::NoData => "no_data",
+            Self::RuleDisabled => "rule_disabled",
+        }
+    }
+}
+
+/// The step of a (rule, key) whose rule is now disabled: a firing alert resolves
+/// ([`ResolveReason::RuleDisabled`]), a pending one is dropped.
+pub fn disabled(phase: Option<&Phase>) -> (Option<Phase>, Option<Edge>) {
+    match phase {
+        Some(Phase::Firing { alert_id, .. }) => (
+            None,
+            Some(Edge::Resolved(
+                alert_id.clone(),
+                ResolveReason::RuleDisabled,
+            )),
+        ),
+        _ => (None, None),
+    }
 }
 
 /// One window's step of the state machine.
@@ -122,7 +159,10 @@ pub fn step(
                 missing,
             }) => {
                 if missing + 1 > rule.no_data_windows {
-                    (None, Some(Edge::Resolved(alert_id.clone())))
+                    (
+                        None,
+                        Some(Edge::Resolved(alert_id.clone(), ResolveReason::NoData)),
+                    )
                 } else {
                     let p = Phase::Firing {
                         alert_id: alert_id.clone(),
@@ -172,7 +212,10 @@ pub fn step(
         }) => {
             let c = if obs.clear { clear_count + 1 } else { 0 };
             if c > rule.keep_firing_for {
-                (None, Some(Edge::Resolved(alert_id.clone())))
+                (
+                    None,
+                    Some(Edge::Resolved(alert_id.clone(), ResolveReason::Cleared)),
+                )
             } else {
                 let p = Phase::Firing {
                     alert_id: alert_id.clone(),

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use crate::lifecycle::{Detail, Observation};
+use crate::lifecycle::{Detail, Observation, ResolveReason};
 use crate::rule::{Rule, RuleId};
 
 fn target(labels: &BTreeMap<String, String>) -> String {
@@ -36,18 +36,38 @@ fn duration(s: f64) -> String {
     }
 }
 
-/// The message of a transition (`fired` false: resolved).
+/// The message of a transition (`reason` `None`: firing; else resolved, and why).
 pub fn message(
     id: RuleId,
-    fired: bool,
+    reason: Option<ResolveReason>,
     labels: &BTreeMap<String, String>,
     o: &Observation,
     r: &Rule,
 ) -> String {
+    let fired = reason.is_none();
     let who = target(labels);
     let mut m = String::new();
-    if !fired && matches!(o.detail, Detail::NoData) {
-        let _ = write!(m, "{id} resolved for {who}: no data in the window");
+    match reason {
+        Some(ResolveReason::NoData) => {
+            let _ = write!(m, "{id} resolved for {who}: no data in the window");
+            return m;
+        }
+        Some(ResolveReason::RuleDisabled) => {
+            let _ = write!(m, "{id} resolved for {who}: the rule was disabled");
+            return m;
+        }
+        _ => {}
+    }
+    if id == RuleId::Absent {
+        if fired {
+            let _ = write!(
+                m,
+                "{id} firing for {who}: no samples for {:.0} windows",
+                o.value
+            );
+        } else {
+            let _ = write!(m, "{id} resolved for {who}: reporting again");
+        }
         return m;
     }
     let stat = format!("{:?}", r.statistic).to_lowercase();

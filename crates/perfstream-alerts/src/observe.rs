@@ -198,3 +198,20 @@ pub fn connection_leak(
     };
     trend(rule, &f, flat)
 }
+
+/// Absent: `missing` complete windows since the series' last row (0: it has one in this
+/// window). Fires at the rule's `windows`; clears as soon as the series reports again.
+pub fn absent(r: &Rule, missing: u32) -> Observation {
+    Observation {
+        breach: missing >= r.windows,
+        clear: missing == 0,
+        no_data: false,
+        // u32::MAX: forgotten by a restart, known only to be at least `windows`.
+        value: f64::from(if missing == u32::MAX {
+            r.windows
+        } else {
+            missing
+        }),
+        detail: Detail::None,
+    }
+}

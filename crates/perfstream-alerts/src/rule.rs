@@ -24,10 +24,11 @@ pub enum RuleId {
     ConnectionLeak,
     MemoryLeak,
     Regression,
+    Absent,
 }
 
 impl RuleId {
-    pub const ALL: [RuleId; 12] = [
+    pub const ALL: [RuleId; 13] = [
         Self::SlowQuery,
         Self::EndpointSla,
         Self::ErrorRate,
@@ -40,6 +41,7 @@ impl RuleId {
         Self::ConnectionLeak,
         Self::MemoryLeak,
         Self::Regression,
+        Self::Absent,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -56,6 +58,7 @@ impl RuleId {
             Self::ConnectionLeak => "connection_leak",
             Self::MemoryLeak => "memory_leak",
             Self::Regression => "regression",
+            Self::Absent => "absent",
         }
     }
 
@@ -152,6 +155,12 @@ impl RuleId {
                 threshold: 0.05,
                 clear_threshold: 0.01,
                 min_r2: 0.9,
+                ..base
+            },
+            // Off by default: every series stops when its service is retired or scaled in.
+            Self::Absent => Rule {
+                enabled: false,
+                windows: 3,
                 ..base
             },
             Self::Regression => Rule {
@@ -288,6 +297,7 @@ impl RuleSet {
             RuleId::ConnectionLeak,
             RuleId::MemoryLeak,
             RuleId::CacheHitRatio,
+            RuleId::Absent,
         ]
         .iter()
         .map(|id| self.base(*id).windows as usize)

@@ -85,6 +85,10 @@ pub struct Rules {
     /// An endpoint's or query's p95 over `threshold` (2) times its baseline: the median of the
     /// same window over the previous `baseline_days` (7) days.
     pub regression: RulePatch,
+    /// An instance (service, instance of the resource samples) that was reporting has had no
+    /// sample for `windows` (3) complete windows; resolves when it reports again. Off by
+    /// default (`enabled = true` to use it).
+    pub absent: RulePatch,
 }
 
 impl Rules {
@@ -102,6 +106,7 @@ impl Rules {
             RuleId::ConnectionLeak => &self.connection_leak,
             RuleId::MemoryLeak => &self.memory_leak,
             RuleId::Regression => &self.regression,
+            RuleId::Absent => &self.absent,
         }
     }
 }

@@ -572,3 +572,183 @@ fn messages_say_which_side_of_the_threshold() {
         ]
     );
 }
+
+fn absent_settings(windows: u32) -> AlertSettings {
+    let mut s = AlertSettings::default();
+    s.rules.absent = RulePatch {
+        enabled: Some(true),
+        windows: Some(windows),
+        ..RulePatch::default()
+    };
+    s
+}
+
+/// Issue 15, section 3: an instance that stops reporting fires after `windows` complete windows
+/// without a sample, and resolves (reason: cleared) when it reports again; the other instance,
+/// reporting throughout, never fires.
+#[test]
+fn absent_fires_after_n_silent_windows_and_resolves_on_return() {
+    let mut e = Engine::new(&absent_settings(3)).unwrap();
+    let mut all = Vec::new();
+    for i in 0..14 {
+        let mut r = WindowRows::empty(window(i));
+        r.resources.push(resource("i-1"));
+        if !(4..10).contains(&i) {
+            r.resources.push(resource("i-2"));
+        }
+        for t in e.evaluate(&r).unwrap().transitions {
+            all.push((i, t));
+        }
+    }
+    let got: Vec<(i64, &str, AlertState, Option<ResolveReason>)> = all
+        .iter()
+        .map(|(i, t)| (*i, t.labels["instance"].as_str(), t.state, t.reason))
+        .collect();
+    // Last sample in window 3; windows 4, 5, 6 silent: fires at 6. Back in window 10.
+    assert_eq!(
+        got,
+        vec![
+            (6, "i-2", AlertState::Firing, None),
+            (
+                10,
+                "i-2",
+                AlertState::Resolved,
+                Some(ResolveReason::Cleared)
+            ),
+        ]
+    );
+    assert_eq!(all[0].1.rule, RuleId::Absent);
+    assert_eq!(all[0].1.observed_value, 3.0);
+    assert!(
+        all[0].1.message.contains("no samples for 3 windows"),
+        "{}",
+        all[0].1.message
+    );
+    assert_eq!(all[0].1.alert_id, all[1].1.alert_id);
+    assert!(all[1].1.message.contains("reporting again"));
+}
+
+/// Absent is off by default: nothing fires when instances stop (every stream ends).
+#[test]
+fn absent_is_off_by_default() {
+    let mut e = engine();
+    let got = run(&mut e, 0..10, |i, r| {
+        if i < 2 {
+            r.resources.push(resource("i-1"));
+        }
+    });
+    assert!(got.is_empty(), "{got:?}");
+}
+
+/// A firing absent alert survives a restart whose warmed history no longer holds the series.
+#[test]
+fn absent_keeps_firing_across_a_restart_and_resolves_on_return() {
+    let s = absent_settings(3);
+    let mut first = Engine::new(&s).unwrap();
+    let mut stored: std::collections::BTreeMap<(RuleId, String), StateRow> = Default::default();
+    for i in 0..8 {
+        let mut r = WindowRows::empty(window(i));
+        r.resources.push(resource("i-1"));
+        if i < 2 {
+            r.resources.push(resource("i-2"));
+        }
+        for c in first.evaluate(&r).unwrap().changes {
+            stored.insert((c.rule, c.key.clone()), c);
+        }
+    }
+    assert!(
+        stored
+            .values()
+            .any(|c| c.rule == RuleId::Absent && c.phase.is_some())
+    );
+    // Restart far later: the warmed history holds only i-1.
+    let mut second = Engine::new(&s).unwrap();
+    second.restore(stored.into_values());
+    let start = 100;
+    for i in start - second.history_windows() as i64..start {
+        let mut r = WindowRows::empty(window(i));
+        r.resources.push(resource("i-1"));
+        second.warm(&r).unwrap();
+    }
+    let mut r = WindowRows::empty(window(start));
+    r.resources.push(resource("i-1"));
+    assert!(
+        second.evaluate(&r).unwrap().transitions.is_empty(),
+        "still firing, no repeat"
+    );
+    // Many windows later it is still firing (not resolved for lack of data) ...
+    for i in start + 1..start + 10 {
+        let mut r = WindowRows::empty(window(i));
+        r.resources.push(resource("i-1"));
+        assert!(second.evaluate(&r).unwrap().transitions.is_empty());
+    }
+    // ... and resolves when it reports again.
+    let mut r = WindowRows::empty(window(start + 10));
+    r.resources.push(resource("i-1"));
+    r.resources.push(resource("i-2"));
+    let t = second.evaluate(&r).unwrap().transitions;
+    assert_eq!(t.len(), 1);
+    assert_eq!(
+        (t[0].state, t[0].reason),
+        (AlertState::Resolved, Some(ResolveReason::Cleared))
+    );
+}
+
+/// Issue 15, section 3: a resolve says why. No data is not a recovery.
+#[test]
+fn resolutions_carry_a_structured_reason() {
+    let mut e = engine();
+    let mut reasons = Vec::new();
+    for i in 0..9 {
+        let mut r = WindowRows::empty(window(i));
+        if i < 2 {
+            r.queries.push(query("a", 5000.0));
+        }
+        for t in e.evaluate(&r).unwrap().transitions {
+            reasons.push((i, t.state, t.reason));
+        }
+    }
+    assert_eq!(
+        reasons,
+        vec![
+            (0, AlertState::Firing, None),
+            (5, AlertState::Resolved, Some(ResolveReason::NoData))
+        ]
+    );
+    let mut e = engine();
+    let got: Vec<Option<ResolveReason>> = (0..3)
+        .flat_map(|i| {
+            let mut r = WindowRows::empty(window(i));
+            r.queries
+                .push(query("a", if i == 0 { 5000.0 } else { 10.0 }));
+            e.evaluate(&r).unwrap().transitions
+        })
+        .map(|t| t.reason)
+        .collect();
+    assert_eq!(got, vec![None, Some(ResolveReason::Cleared)]);
+}
+
+/// A firing alert whose rule is disabled by a config change resolves at once, reason
+/// rule_disabled, instead of staying firing (or resolving later as "no data").
+#[test]
+fn disabling_a_rule_resolves_its_firing_alerts() {
+    let mut first = engine();
+    let mut r = WindowRows::empty(window(0));
+    r.queries.push(query("a", 5000.0));
+    let ev = first.evaluate(&r).unwrap();
+    assert_eq!(ev.transitions.len(), 1);
+    let mut s = AlertSettings::default();
+    s.rules.slow_query.enabled = Some(false);
+    let mut second = Engine::new(&s).unwrap();
+    second.restore(ev.changes);
+    let mut r = WindowRows::empty(window(1));
+    r.queries.push(query("a", 5000.0));
+    let ev2 = second.evaluate(&r).unwrap();
+    assert_eq!(ev2.transitions.len(), 1, "{:?}", ev2.transitions);
+    let t = &ev2.transitions[0];
+    assert_eq!(t.state, AlertState::Resolved);
+    assert_eq!(t.reason, Some(ResolveReason::RuleDisabled));
+    assert_eq!(t.alert_id, ev.transitions[0].alert_id);
+    assert!(t.message.contains("disabled"), "{}", t.message);
+    assert!(second.states().is_empty());
+}
