@@ -54,13 +54,17 @@ impl RowCount for sqlx::postgres::PgRow {
 
 /// Times queries and records them, for one service instance. Cheap to clone.
 ///
-/// With sqlx (feature `sqlx` for the row counts of `execute`; `crates/perfstream-emit/tests/
-/// instrument.rs` runs this against Postgres):
+/// Wrap the query's future; with sqlx that is `sqlx::query(SQL).bind(x).fetch_all(&pool)`
+/// (`crates/perfstream-emit/tests/instrument.rs` runs it against Postgres):
 ///
-/// ```ignore
+/// ```no_run
+/// # async fn f(emitter: std::sync::Arc<perfstream_emit::Emitter>) -> Result<(), std::io::Error> {
+/// # async fn fetch_all(_: i64) -> Result<Vec<(i64, String)>, std::io::Error> { Ok(vec![]) }
+/// use perfstream_emit::instrument::QueryRecorder;
 /// let queries = QueryRecorder::new(emitter, "campaign-api", "campaign-api-0");
 /// const SQL: &str = "SELECT id, name FROM campaigns WHERE tenant_id = $1";
-/// let rows = queries.time(SQL, sqlx::query(SQL).bind(42_i64).fetch_all(&pool)).await?;
+/// let rows = queries.time(SQL, fetch_all(42)).await?;
+/// # Ok(()) }
 /// ```
 #[derive(Clone)]
 pub struct QueryRecorder {
