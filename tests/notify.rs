@@ -202,14 +202,22 @@ async fn scalar(pool: &PgPool, sql: &'static str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(pool).await.unwrap_or(0)
 }
 
-/// Every recorded transition: (alert_id, state) -> (rule, severity, service).
-async fn transitions(pool: &PgPool) -> BTreeMap<(String, String), (String, String, String)> {
-    sqlx::query("SELECT alert_id, state, rule, severity, service FROM alerts")
+/// (rule, severity, service, resolve_reason) of a transition.
+type Recorded = (String, String, String, Option<String>);
+
+/// Every recorded transition: (alert_id, state) -> what the table says of it.
+async fn transitions(pool: &PgPool) -> BTreeMap<(String, String), Recorded> {
+    sqlx::query("SELECT alert_id, state, rule, severity, service, resolve_reason FROM alerts")
         .fetch_all(pool)
         .await
         .expect("read alerts")
         .into_iter()
-        .map(|r| ((r.get(0), r.get(1)), (r.get(2), r.get(3), r.get(4))))
+        .map(|r| {
+            (
+                (r.get(0), r.get(1)),
+                (r.get(2), r.get(3), r.get(4), r.get(5)),
+            )
+        })
         .collect()
 }
 
@@ -468,7 +476,7 @@ targets = ["critical"]
     }
     let criticals: BTreeSet<(String, String)> = table
         .iter()
-        .filter(|(_, (_, sev, _))| sev == "critical")
+        .filter(|(_, (_, sev, _, _))| sev == "critical")
         .map(|(k, _)| k.clone())
         .collect();
     assert!(
@@ -503,7 +511,13 @@ targets = ["critical"]
             Some(format!("{}:{}", key.0, key.1).as_str())
         );
         assert_eq!(b["dedup_id"], format!("{}:{}", key.0, key.1));
-        let (rule, severity, service) = table.get(&key).expect("a transition of the table");
+        let (rule, severity, service, reason) = table.get(&key).expect("a transition of the table");
+        // Resolves say why (issue 15, section 3); the episodes end by clearing or by silence.
+        if key.1 == "resolved" {
+            let why = reason.as_deref().expect("a resolve has a reason");
+            assert!(why == "cleared" || why == "no_data", "{key:?}: {why}");
+        }
+        assert_eq!(b["resolve_reason"].as_str(), reason.as_deref(), "{key:?}");
         assert_eq!(
             (&b["rule"], &b["severity"], &b["service"]),
             (
@@ -566,7 +580,7 @@ targets = ["critical"]
             assert_eq!(l["alertname"], group["alertname"]);
             assert_eq!(l["service"], group["service"]);
             let id = l["alert_id"].as_str().expect("alert_id label").to_string();
-            let (rule, severity, _) = table
+            let (rule, severity, _, _) = table
                 .get(&(id.clone(), "firing".into()))
                 .expect("an alert of the table");
             assert_eq!(l["alertname"], rule.as_str());

@@ -117,6 +117,7 @@ pub(crate) async fn commit(
             Vec::with_capacity(n),
             Vec::with_capacity(n),
         );
+        let mut reason: Vec<Option<&str>> = Vec::with_capacity(n);
         let (mut obs, mut thr, mut clr, mut ws, mut we, mut at, mut msg, mut payload) = (
             Vec::with_capacity(n),
             Vec::with_capacity(n),
@@ -144,18 +145,20 @@ pub(crate) async fn commit(
             at.push(to_ts(t.transitioned_at_us));
             msg.push(tr.message.as_str());
             payload.push(t.payload.as_slice());
+            reason.push(tr.reason.map(|r| r.as_str()));
         }
         let done = sqlx::query(
             "WITH t AS (
                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                     $7::text[], $8::float8[], $9::float8[], $10::float8[], $11::timestamptz[],
-                    $12::timestamptz[], $13::timestamptz[], $14::text[], $15::bytea[])
-                    WITH ORDINALITY AS t(a, s, r, sev, svc, k, l, v, th, cth, ws, we, ta, m, p, ord)
+                    $12::timestamptz[], $13::timestamptz[], $14::text[], $15::bytea[], $16::text[])
+                    WITH ORDINALITY AS t(a, s, r, sev, svc, k, l, v, th, cth, ws, we, ta, m, p, why, ord)
              ),
              ins AS (
                 INSERT INTO alerts (alert_id, state, rule, severity, service, alert_key, labels,
-                    observed_value, threshold, clear_threshold, window_start, window_end, transitioned_at, message)
-                SELECT a, s, r, sev, svc, k, l::jsonb, v, th, cth, ws, we, ta, m FROM t ORDER BY ord
+                    observed_value, threshold, clear_threshold, window_start, window_end, transitioned_at, message,
+                    resolve_reason)
+                SELECT a, s, r, sev, svc, k, l::jsonb, v, th, cth, ws, we, ta, m, why FROM t ORDER BY ord
                 ON CONFLICT (alert_id, state) DO NOTHING
                 RETURNING alert_id, state
              )
@@ -177,6 +180,7 @@ pub(crate) async fn commit(
         .bind(&at)
         .bind(&msg)
         .bind(&payload)
+        .bind(&reason)
         .execute(&mut *tx)
         .await
         .map_err(db("recording transitions"))?;

@@ -86,6 +86,7 @@ fn url_component(s: &str) -> String {
 /// window's start (`fired_at_us`, when known), `endsAt` when the evaluator recorded the resolve.
 pub fn alertmanager_alert(
     e: &AlertEvent,
+    resolve_reason: Option<&str>,
     fired_at_us: Option<i64>,
     now_us: i64,
     resend: Duration,
@@ -118,12 +119,16 @@ pub fn alertmanager_alert(
     if let Some(link) = dashboard_link(dashboard_url, e) {
         a["generatorURL"] = Value::String(link);
     }
+    if let Some(why) = resolve_reason {
+        a["annotations"]["resolve_reason"] = Value::from(why);
+    }
     a
 }
 
 /// The webhook body (documented in `docs/alerts.md`): the transition's fields, times in
-/// RFC 3339 and in microseconds, and `dedup_id` = `<alert_id>:<state>`.
-pub fn webhook_body(e: &AlertEvent, dashboard_url: &str) -> Vec<u8> {
+/// RFC 3339 and in microseconds, `dedup_id` = `<alert_id>:<state>`, and for a resolve its
+/// `resolve_reason` (`cleared`, `no_data`, `rule_disabled`; null when unknown or firing).
+pub fn webhook_body(e: &AlertEvent, resolve_reason: Option<&str>, dashboard_url: &str) -> Vec<u8> {
     let body = json!({
         "version": 1,
         "dedup_id": format!("{}:{}", e.alert_id, e.state.as_str()),
@@ -142,6 +147,7 @@ pub fn webhook_body(e: &AlertEvent, dashboard_url: &str) -> Vec<u8> {
         "window_end_us": e.window_end_us,
         "transitioned_at_us": e.transitioned_at_us,
         "message": e.message,
+        "resolve_reason": resolve_reason,
         "dashboard_url": dashboard_link(dashboard_url, e),
     });
     serde_json::to_vec(&body).unwrap_or_default()
@@ -219,6 +225,7 @@ mod tests {
         let f = alertmanager_alert(
             &event(AlertState::Firing),
             None,
+            None,
             now,
             Duration::from_secs(60),
             "http://ps:9100/",
@@ -235,6 +242,7 @@ mod tests {
         );
         let r = alertmanager_alert(
             &event(AlertState::Resolved),
+            Some("no_data"),
             Some(1_699_999_000_000_000),
             now,
             Duration::from_secs(60),
@@ -243,6 +251,8 @@ mod tests {
         assert_eq!(r["startsAt"], "2023-11-14T21:56:40.000Z");
         assert_eq!(r["endsAt"], "2023-11-14T22:14:25.000Z"); // transitioned_at
         assert!(r.get("generatorURL").is_none());
+        assert_eq!(r["annotations"]["resolve_reason"], "no_data");
+        assert!(f["annotations"].get("resolve_reason").is_none());
     }
 
     #[test]
@@ -253,11 +263,16 @@ mod tests {
 
     #[test]
     fn webhook_body_carries_the_dedup_id() {
-        let b: Value =
-            serde_json::from_slice(&webhook_body(&event(AlertState::Resolved), "")).expect("json");
+        let b: Value = serde_json::from_slice(&webhook_body(
+            &event(AlertState::Resolved),
+            Some("cleared"),
+            "",
+        ))
+        .expect("json");
         assert_eq!(b["dedup_id"], "00ff:resolved");
         assert_eq!(b["severity"], "critical");
         assert_eq!(b["labels"]["instance"], "i-1");
         assert_eq!(b["dashboard_url"], Value::Null);
+        assert_eq!(b["resolve_reason"], "cleared");
     }
 }

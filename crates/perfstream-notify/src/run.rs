@@ -343,7 +343,7 @@ async fn deliver(
                 if !t.bucket.try_take(now_s) {
                     break;
                 }
-                let body = webhook_body(&p.event, dashboard);
+                let body = webhook_body(&p.event, p.reason.as_deref(), dashboard);
                 let mut headers = vec![(
                     DEDUP_HEADER,
                     format!("{}:{}", p.event.alert_id, p.event.state.as_str()),
@@ -371,6 +371,7 @@ async fn deliver(
                     .map(|p| {
                         alertmanager_alert(
                             &p.event,
+                            p.reason.as_deref(),
                             p.fired_at_us,
                             now_us,
                             cfg.resend_interval,
@@ -394,7 +395,14 @@ async fn deliver(
                     let alerts: Vec<serde_json::Value> = chunk
                         .iter()
                         .map(|e| {
-                            alertmanager_alert(e, None, now_us, cfg.resend_interval, dashboard)
+                            alertmanager_alert(
+                                e,
+                                None,
+                                None,
+                                now_us,
+                                cfg.resend_interval,
+                                dashboard,
+                            )
                         })
                         .collect();
                     let body = serde_json::to_vec(&alerts).unwrap_or_default();

@@ -143,6 +143,8 @@ pub(crate) struct Pending {
     pub event: AlertEvent,
     /// For a resolved transition: the start of the window its alert fired in.
     pub fired_at_us: Option<i64>,
+    /// For a resolved transition: why (`alerts.resolve_reason`).
+    pub reason: Option<String>,
 }
 
 /// The oldest `limit` pending deliveries of a target, in seq order. A row whose payload does not
@@ -153,10 +155,12 @@ pub(crate) async fn pending(
     limit: i64,
 ) -> Result<Vec<Pending>, NotifyError> {
     let rows = sqlx::query(
-        "SELECT d.seq, o.payload, (extract(epoch FROM f.window_start) * 1e6)::bigint
+        "SELECT d.seq, o.payload, (extract(epoch FROM f.window_start) * 1e6)::bigint,
+                t.resolve_reason
          FROM alert_deliveries d
          JOIN alert_outbox o ON o.seq = d.seq
          LEFT JOIN alerts f ON f.alert_id = d.alert_id AND f.state = 'firing'
+         LEFT JOIN alerts t ON t.alert_id = d.alert_id AND t.state = d.state
          WHERE d.target = $1 AND d.delivered_at IS NULL
          ORDER BY d.seq LIMIT $2",
     )
@@ -174,6 +178,7 @@ pub(crate) async fn pending(
                 fired_at_us: (event.state == AlertState::Resolved)
                     .then(|| r.get::<Option<i64>, _>(2))
                     .flatten(),
+                reason: r.get(3),
                 event,
             }),
             Err(error) => {
