@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use perfstream_events::{QueryEvent, QueryType};
 
-use crate::fingerprint::fingerprint;
+use crate::fingerprint::{Fingerprint, fingerprint};
 
 /// How often the normalised text of one hash is sent again (the first event of a process
 /// may be dropped, and perfstream's catalog may be younger than this process).
@@ -23,10 +23,37 @@ pub(crate) const TEXT_EVERY: Duration = Duration::from_secs(300);
 /// once), so a service with unbounded distinct statements cannot grow the emitter.
 const MAX_REMEMBERED: usize = 100_000;
 
-/// When each hash's text was last sent.
+/// Bytes of raw query text whose fingerprints are cached; beyond it the cache is cleared. A
+/// service with placeholders has few distinct texts, so most events cost a lookup.
+const CACHE_BYTES: usize = 4 << 20;
+
+/// When each hash's text was last sent, and the fingerprints of recent raw texts.
 #[derive(Default)]
 pub(crate) struct QueryFiller {
     text_sent: HashMap<String, Instant>,
+    cache: Cache,
+}
+
+/// Fingerprints by raw text, at most [`CACHE_BYTES`] of text.
+#[derive(Default)]
+struct Cache {
+    fingerprints: HashMap<String, Fingerprint>,
+    bytes: usize,
+}
+
+impl Cache {
+    fn get(&mut self, text: String) -> &Fingerprint {
+        if !self.fingerprints.contains_key(&text) {
+            if self.bytes + text.len() > CACHE_BYTES {
+                self.fingerprints.clear();
+                self.bytes = 0;
+            }
+            self.bytes += text.len();
+            let f = fingerprint(&text);
+            self.fingerprints.insert(text.clone(), f);
+        }
+        &self.fingerprints[&text]
+    }
 }
 
 impl QueryFiller {
@@ -35,10 +62,10 @@ impl QueryFiller {
         if !q.query_hash.is_empty() {
             return;
         }
-        let Some(text) = q.query_text.as_deref() else {
+        let Some(text) = q.query_text.take() else {
             return;
         };
-        let f = fingerprint(text);
+        let f = self.cache.get(text);
         if q.query_type == QueryType::Other {
             q.query_type = f.query_type;
         }
@@ -52,8 +79,8 @@ impl QueryFiller {
             }
             self.text_sent.insert(f.hash.clone(), now);
         }
-        q.query_text = due.then_some(f.normalized);
-        q.query_hash = f.hash;
+        q.query_text = due.then(|| f.normalized.clone());
+        q.query_hash = f.hash.clone();
     }
 }
 
@@ -123,5 +150,17 @@ mod tests {
         q.query_type = QueryType::Update;
         f.fill(&mut q, Instant::now());
         assert_eq!(q.query_type, QueryType::Update);
+    }
+
+    #[test]
+    fn the_fingerprint_cache_stays_within_its_budget() {
+        let mut c = Cache::default();
+        let long = "x".repeat(1 << 20);
+        for k in 0..10 {
+            let f = c.get(format!("SELECT {k} FROM t -- {long}")).clone();
+            assert_eq!(f, fingerprint("select ? from t"));
+            assert!(c.bytes <= CACHE_BYTES, "{} bytes", c.bytes);
+        }
+        assert!(c.fingerprints.len() < 10);
     }
 }
