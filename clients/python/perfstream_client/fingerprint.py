@@ -9,6 +9,7 @@ it never fails. Character classes are ASCII-explicit on purpose (``str.isalpha``
 """
 
 import hashlib
+import re
 from typing import List, NamedTuple, Optional, Tuple
 
 __all__ = ["Fingerprint", "fingerprint", "hash_normalized"]
@@ -26,6 +27,10 @@ _SIGN_AFTER = frozenset(
 _OP_CHARS = frozenset("+-*/<>=~!@#%^&|")
 _OP_SPECIAL = frozenset("~!@#%^&|")
 _SPACE = frozenset(" \t\n\r\x0b\x0c")
+# Fast paths for the commonest tokens; they match exactly what the per-character rules would.
+_SPACE_RUN = re.compile(r"[ \t\n\r\x0b\x0c]+")
+_WORD_REST = re.compile(r"[A-Za-z0-9_$\u0080-\U0010FFFF]*")
+_NUMBER = re.compile(r"[0-9_]*(?:\.[0-9_]*)?(?:[eE][+-]?[0-9][0-9_]*)?[A-Za-z0-9_]*")
 
 
 class Fingerprint(NamedTuple):
@@ -53,8 +58,12 @@ def _word_char(c: Optional[str]) -> bool:
     return _word_start(c) or _digit(c) or c == "$"
 
 
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+_PLAIN_NAME = re.compile(r"[a-z_][a-z0-9_$]*")
+
+
 def _lower(s: str) -> str:
-    return "".join(chr(ord(c) + 32) if "A" <= c <= "Z" else c for c in s)
+    return s.translate(_ASCII_LOWER)
 
 
 class _Lexer:
@@ -73,11 +82,11 @@ class _Lexer:
             i = self.pos
             c = s[i]
             if c in _SPACE:
-                self.pos += 1
-            elif s.startswith("--", i):
+                self.pos = _SPACE_RUN.match(s, i).end()
+            elif c == "-" and self.at(i + 1) == "-":
                 j = s.find("\n", i)
                 self.pos = self.n if j < 0 else j + 1
-            elif s.startswith("/*", i):
+            elif c == "/" and self.at(i + 1) == "*":
                 self.block_comment()
             elif c == "'":
                 self.pos = self.string_end(i + 1, False)
@@ -138,45 +147,26 @@ class _Lexer:
     def quoted(self, q: str) -> None:
         name = []
         i = self.pos + 1
-        while i < self.n:
-            c = self.s[i]
-            if c == q:
-                if self.at(i + 1) == q:
-                    name.append(q)
-                    i += 2
-                    continue
-                i += 1
+        while True:
+            j = self.s.find(q, i)
+            if j < 0:
+                name.append(self.s[i:])
+                i = self.n
                 break
-            name.append(c)
-            i += 1
+            name.append(self.s[i:j])
+            if self.at(j + 1) == q:
+                name.append(q)
+                i = j + 2
+                continue
+            i = j + 1
+            break
         self.pos = min(i, self.n)
         text = "".join(name)
-        plain = (
-            len(text) > 0
-            and ("a" <= text[0] <= "z" or text[0] == "_")
-            and all("a" <= c <= "z" or _digit(c) or c in "_$" for c in text)
-        )
+        plain = _PLAIN_NAME.fullmatch(text) is not None
         self.out.append((QUOTED, text if plain else '"' + text.replace('"', '""') + '"'))
 
-    def digits(self, i: int) -> int:
-        while _digit(self.at(i)) or self.at(i) == "_":
-            i += 1
-        return i
-
     def number(self) -> None:
-        i = self.digits(self.pos)
-        if self.at(i) == ".":
-            i = self.digits(i + 1)
-        if self.at(i) in ("e", "E"):
-            j = i + 2 if self.at(i + 1) in ("+", "-") else i + 1
-            if _digit(self.at(j)):
-                i = self.digits(j)
-        while True:
-            c = self.at(i)
-            if c is not None and (_ascii_alpha(c) or _digit(c) or c == "_"):
-                i += 1
-            else:
-                break
+        i = _NUMBER.match(self.s, self.pos).end()
         self.pos = i
         self.fold_sign()
         self.out.append(_VALUE)
@@ -199,9 +189,8 @@ class _Lexer:
             out.pop()
 
     def word(self) -> None:
-        start = i = self.pos
-        while _word_char(self.at(i)):
-            i += 1
+        start = self.pos
+        i = _WORD_REST.match(self.s, start + 1).end()
         word = _lower(self.s[start:i])
         if self.at(i) == "'" and word in ("e", "n", "b", "x"):
             self.pos = self.string_end(i + 1, word == "e")

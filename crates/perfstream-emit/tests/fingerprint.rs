@@ -139,6 +139,23 @@ fn rust_and_python_agree_on_generated_statements() {
         "b'1'",
         "date'x'",
         "größe",
+        "1e+",
+        "1.2.3",
+        "1_0e-2x",
+        "6.",
+        "\r",
+        "\x0b",
+        "\"a\"\"b\"",
+        "\"Ab",
+        "`a``b`",
+        "$fn$",
+        "$1a",
+        "%(x",
+        "E'\\",
+        "--",
+        "*/",
+        "ÄBC",
+        "_x$",
     ];
     let mut rng = StdRng::seed_from_u64(17);
     let corpus: Vec<String> = (0..3000)
