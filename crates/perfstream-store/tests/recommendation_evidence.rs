@@ -615,3 +615,17 @@ async fn every_row_has_one_target_shape_and_numbers(pool: PgPool) {
     let table = perfstream_store::report::render_recommendations(&r);
     assert!(table.contains("500.000 ms"), "{table}");
 }
+
+/// A deleted setting fails the function with its name even when no row would have needed it
+/// (the settings are read before any rule runs).
+#[sqlx::test(migrations = "../../migrations")]
+async fn a_missing_setting_fails_even_without_data(pool: PgPool) {
+    sqlx::query("DELETE FROM recommendation_settings WHERE name = 'trend_min_r2'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let err = perfstream_store::recommendations(&Store::from_pool(pool.clone()), T0, None)
+        .await
+        .expect_err("a missing setting fails loudly");
+    assert!(format!("{err:?}").contains("trend_min_r2"), "{err:?}");
+}
