@@ -107,23 +107,30 @@ async fn serve_answers_probes_metrics_and_the_dashboard_then_stops(pool: PgPool)
     assert!(page.head.contains("text/html"), "{}", page.head);
     assert!(page.body.contains("<title>perfstream</title>"));
     for path in [
-        "/api/overview",
-        "/api/slow-queries",
-        "/api/recommendations",
-        "/api/alerts",
+        "/api/view/",
+        "/api/meta",
+        "/assets/uplot.js",
+        "/assets/uplot.css",
     ] {
-        assert!(page.body.contains(path), "dashboard does not poll {path}");
+        assert!(page.body.contains(path), "dashboard does not load {path}");
     }
-    // Offline machines: nothing is loaded from elsewhere.
+    // Offline machines: nothing is loaded from elsewhere (only this server's /assets/).
     for external in [
-        "<script src",
-        "<link",
         "src=\"http",
         "href=\"http",
+        "src=\"//",
+        "href=\"//",
         "@import",
     ] {
         assert!(!page.body.contains(external), "dashboard loads {external}");
     }
+    let js = get(addr, "/assets/uplot.js").await;
+    assert_eq!(js.status, 200);
+    assert!(js.head.contains("text/javascript"), "{}", js.head);
+    assert!(js.body.contains("uPlot"), "not the vendored uPlot");
+    let css = get(addr, "/assets/uplot.css").await;
+    assert_eq!(css.status, 200);
+    assert!(css.head.contains("text/css"), "{}", css.head);
 
     // A fresh database: empty lists, not errors.
     let empty = get(addr, "/api/overview").await;
