@@ -115,6 +115,11 @@ struct State {
 pub struct Engine {
     rules: RuleSet,
     history_windows: usize,
+    /// The burn-rate rule's history, µs (its longest long window; 0 when disabled).
+    burn_span_us: i64,
+    /// Per request key (`request|service|endpoint|method`): (window start, requests, 5xx) of
+    /// the last `burn_span_us`, for the burn-rate rule only.
+    burn: HashMap<String, VecDeque<(i64, i64, i64)>>,
     state: State,
     last: Option<Window>,
 }
@@ -160,6 +165,8 @@ impl Engine {
         let rules = RuleSet::new(settings)?;
         Ok(Engine {
             history_windows: rules.history_windows(),
+            burn_span_us: rules.history_span().as_micros() as i64,
+            burn: HashMap::new(),
             rules,
             state: State::default(),
             last: None,
@@ -174,6 +181,12 @@ impl Engine {
     /// evaluator passes to [`Engine::warm`]).
     pub fn history_windows(&self) -> usize {
         self.history_windows
+    }
+
+    /// History the burn-rate rule needs before a window, as time (a restarted evaluator warms
+    /// the larger of this and [`Engine::history_windows`] windows).
+    pub fn history_span(&self) -> std::time::Duration {
+        std::time::Duration::from_micros(self.burn_span_us as u64)
     }
 
     /// Restores stored phases (after a restart or a hand-over).
@@ -210,8 +223,25 @@ impl Engine {
     }
 
     fn record_history(&mut self, rows: &WindowRows) {
-        let st = &mut self.state;
         let w = rows.window;
+        if self.burn_span_us > 0 {
+            for r in &rows.requests {
+                let key = format!("request|{}|{}|{}", r.service, r.endpoint, r.method);
+                self.burn.entry(key).or_default().push_back((
+                    w.start_us,
+                    r.latency.count,
+                    r.status_5xx,
+                ));
+            }
+            let from = w.end_us - self.burn_span_us;
+            self.burn.retain(|_, h| {
+                while h.front().is_some_and(|p| p.0 < from) {
+                    h.pop_front();
+                }
+                !h.is_empty()
+            });
+        }
+        let st = &mut self.state;
         let horizon = w.start_us - (w.end_us - w.start_us) * self.history_windows as i64;
         let mut per_service: HashMap<&str, f64> = HashMap::new();
         for r in &rows.requests {
@@ -272,6 +302,7 @@ impl Engine {
         let w = rows.window;
         let len_us = (w.end_us - w.start_us).max(1);
         let rules = &self.rules;
+        let burn = &self.burn;
         let st = &mut self.state;
         st.seen.clear();
 
@@ -305,6 +336,9 @@ impl Engine {
             });
             st.judge(rules, w, &key, RuleId::ErrorRate, |r| {
                 observe::error_rate(r, e)
+            });
+            st.judge(rules, w, &key, RuleId::ErrorBudgetBurn, |r| {
+                observe::burn(r, burn.get(&key.text), w.end_us)
             });
             st.judge(rules, w, &key, RuleId::Regression, |r| {
                 observe::regression(r, &e.latency, e.baseline_us)
@@ -520,8 +554,14 @@ impl State {
                 message: message(id, reason, labels, obs, rule),
                 labels: all,
                 observed_value: obs.value,
-                threshold: rule.threshold,
-                clear_threshold: rule.clear_threshold,
+                threshold: match obs.detail {
+                    lifecycle::Detail::Burn { factor } => factor,
+                    _ => rule.threshold,
+                },
+                clear_threshold: match obs.detail {
+                    lifecycle::Detail::Burn { factor } => factor,
+                    _ => rule.clear_threshold,
+                },
                 window: w,
                 reason,
             });

@@ -58,7 +58,7 @@ pub use engine::{Engine, Evaluation, StateRow, Transition};
 pub use lifecycle::{Phase, ResolveReason, alert_id};
 pub use rows::{Latency, QueryRow, RequestRow, ResourceRow, Window, WindowRows};
 pub use rule::{Rule, RuleId, RuleSet};
-pub use settings::{AlertSettings, Override, RulePatch, Rules, Severity, Statistic};
+pub use settings::{AlertSettings, BurnWindow, Override, RulePatch, Rules, Severity, Statistic};
 pub use stats::{Fit, fit};
 
 /// Errors of the alert engine.

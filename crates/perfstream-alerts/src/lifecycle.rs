@@ -56,6 +56,10 @@ pub enum Detail {
     Baseline {
         baseline: f64,
     },
+    /// Burn rate: the factor of the pair the value belongs to.
+    Burn {
+        factor: f64,
+    },
 }
 
 /// Where a (rule, key) stands between windows. Inactive keys have no state.

@@ -58,6 +58,27 @@ pub fn message(
         }
         _ => {}
     }
+    if id == RuleId::ErrorBudgetBurn {
+        let factor = match o.detail {
+            Detail::Burn { factor } => factor,
+            _ => r.threshold,
+        };
+        let objective = format!("{:.3} %", r.slo_target * 100.0);
+        if fired {
+            let _ = write!(
+                m,
+                "{id} firing for {who}: error budget of the {objective} objective burning at {:.1}x (pair threshold {factor:.1}x)",
+                o.value
+            );
+        } else {
+            let _ = write!(
+                m,
+                "{id} resolved for {who}: burn rate {:.1}x, under {factor:.1}x",
+                o.value
+            );
+        }
+        return m;
+    }
     if id == RuleId::Absent {
         if fired {
             let _ = write!(

@@ -215,3 +215,55 @@ pub fn absent(r: &Rule, missing: u32) -> Observation {
         detail: Detail::None,
     }
 }
+
+/// Error-budget burn of one endpoint: `hist` is its (window start, requests, 5xx) per window up
+/// to the current one, which ends at `end_us`. A pair breaches when both its windows burn at
+/// least its factor (burn = error ratio / (1 - slo_target)); the value is the fastest pair's
+/// burn (the smaller of its two), the threshold that pair's factor. Too few requests in a pair's
+/// long window (`min_count`) leave the pair out; no pair judged is no data.
+pub fn burn(
+    r: &Rule,
+    hist: Option<&std::collections::VecDeque<(i64, i64, i64)>>,
+    end_us: i64,
+) -> Observation {
+    let Some(hist) = hist else {
+        return Observation::absent();
+    };
+    let budget = 1.0 - r.slo_target;
+    let sum = |span: std::time::Duration| {
+        let from = end_us - span.as_micros() as i64;
+        hist.iter()
+            .filter(|p| p.0 >= from)
+            .fold((0i64, 0i64), |(n, e), p| (n + p.1, e + p.2))
+    };
+    let mut judged = false;
+    let mut best: Option<(f64, f64, bool)> = None; // (burn, factor, breach)
+    for b in &r.burn_windows {
+        let (nl, el) = sum(b.long);
+        let (ns, es) = sum(b.short);
+        if (nl.max(0) as u64) < r.min_count.max(1) || ns <= 0 {
+            continue;
+        }
+        judged = true;
+        let rate = (el as f64 / nl as f64 / budget).min(es as f64 / ns as f64 / budget);
+        let breach = rate >= b.factor;
+        // Prefer a breaching pair, then the one closest to its factor.
+        let better = match best {
+            None => true,
+            Some((br, bf, bb)) => (breach, rate / b.factor) > (bb, br / bf),
+        };
+        if better {
+            best = Some((rate, b.factor, breach));
+        }
+    }
+    match best {
+        Some((rate, factor, breach)) if judged => Observation {
+            breach,
+            clear: !breach,
+            no_data: false,
+            value: rate,
+            detail: Detail::Burn { factor },
+        },
+        _ => Observation::absent(),
+    }
+}

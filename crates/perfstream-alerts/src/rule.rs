@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::settings::{AlertSettings, RulePatch, Severity, Statistic};
+use crate::settings::{AlertSettings, BurnWindow, RulePatch, Severity, Statistic};
 
 /// The rules. The names are the `rule` of alert events and of the generator's truth file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
@@ -25,10 +25,11 @@ pub enum RuleId {
     MemoryLeak,
     Regression,
     Absent,
+    ErrorBudgetBurn,
 }
 
 impl RuleId {
-    pub const ALL: [RuleId; 13] = [
+    pub const ALL: [RuleId; 14] = [
         Self::SlowQuery,
         Self::EndpointSla,
         Self::ErrorRate,
@@ -42,6 +43,7 @@ impl RuleId {
         Self::MemoryLeak,
         Self::Regression,
         Self::Absent,
+        Self::ErrorBudgetBurn,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -59,6 +61,7 @@ impl RuleId {
             Self::MemoryLeak => "memory_leak",
             Self::Regression => "regression",
             Self::Absent => "absent",
+            Self::ErrorBudgetBurn => "error_budget_burn",
         }
     }
 
@@ -90,6 +93,19 @@ impl RuleId {
             max_rate_growth: 0.1,
             baseline_days: 7,
             min_baseline_days: 3,
+            slo_target: 0.999,
+            burn_windows: vec![
+                BurnWindow {
+                    long: Duration::from_secs(3600),
+                    short: Duration::from_secs(300),
+                    factor: 14.4,
+                },
+                BurnWindow {
+                    long: Duration::from_secs(6 * 3600),
+                    short: Duration::from_secs(1800),
+                    factor: 6.0,
+                },
+            ],
         };
         match self {
             Self::SlowQuery => Rule {
@@ -158,6 +174,15 @@ impl RuleId {
                 ..base
             },
             // Off by default: every series stops when its service is retired or scaled in.
+            // Off by default: it needs an objective per endpoint (`slo_target`, overrides).
+            Self::ErrorBudgetBurn => Rule {
+                enabled: false,
+                severity: Severity::Critical,
+                threshold: 14.4,
+                clear_threshold: 14.4,
+                min_count: 100,
+                ..base
+            },
             Self::Absent => Rule {
                 enabled: false,
                 windows: 3,
@@ -210,6 +235,8 @@ pub struct Rule {
     pub max_rate_growth: f64,
     pub baseline_days: u32,
     pub min_baseline_days: u32,
+    pub slo_target: f64,
+    pub burn_windows: Vec<BurnWindow>,
 }
 
 impl Rule {
@@ -237,7 +264,9 @@ impl Rule {
             max_time_to_limit,
             max_rate_growth,
             baseline_days,
-            min_baseline_days
+            min_baseline_days,
+            slo_target,
+            burn_windows
         );
         self.for_windows = self.for_windows.max(1);
         self.windows = self.windows.max(3);
@@ -330,6 +359,17 @@ fn check(r: &Rule) -> Result<(), crate::AlertError> {
             "clear_threshold must be on the healthy side of threshold",
         ));
     }
+    if !(r.slo_target > 0.0 && r.slo_target < 1.0) {
+        return Err(bad("slo_target must be between 0 and 1 (exclusive)"));
+    }
+    if r.burn_windows
+        .iter()
+        .any(|b| b.short.is_zero() || b.short > b.long || !b.factor.is_finite() || b.factor <= 0.0)
+    {
+        return Err(bad(
+            "each burn window needs 0 < short <= long and a positive factor",
+        ));
+    }
     if r.clear_r2 > r.min_r2 {
         return Err(bad("clear_r2 must not exceed min_r2"));
     }
@@ -337,4 +377,25 @@ fn check(r: &Rule) -> Result<(), crate::AlertError> {
         return Err(bad("clear_relative_drop must not exceed relative_drop"));
     }
     Ok(())
+}
+
+impl RuleSet {
+    /// The longest time of history the burn-rate rule needs (its longest `long` window, over
+    /// the base rule and every override), zero when it is disabled everywhere.
+    pub fn history_span(&self) -> Duration {
+        let id = RuleId::ErrorBudgetBurn;
+        let base = self.base(id);
+        let mut rules = vec![base.clone()];
+        for o in self.overrides.iter().filter(|o| o.rule == id) {
+            let mut r = base.clone();
+            r.apply(&o.set);
+            rules.push(r);
+        }
+        rules
+            .iter()
+            .filter(|r| r.enabled)
+            .flat_map(|r| r.burn_windows.iter().map(|b| b.long))
+            .max()
+            .unwrap_or(Duration::ZERO)
+    }
 }

@@ -89,6 +89,10 @@ pub struct Rules {
     /// sample for `windows` (3) complete windows; resolves when it reports again. Off by
     /// default (`enabled = true` to use it).
     pub absent: RulePatch,
+    /// Multi-window, multi-burn-rate alert on an endpoint's error budget (5xx / requests
+    /// against `slo_target`): fires when both windows of any `burn_windows` pair burn faster
+    /// than its factor. Off by default.
+    pub error_budget_burn: RulePatch,
 }
 
 impl Rules {
@@ -107,6 +111,7 @@ impl Rules {
             RuleId::MemoryLeak => &self.memory_leak,
             RuleId::Regression => &self.regression,
             RuleId::Absent => &self.absent,
+            RuleId::ErrorBudgetBurn => &self.error_budget_burn,
         }
     }
 }
@@ -211,6 +216,26 @@ pub struct RulePatch {
     /// Regression: least days with a row before a baseline exists.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub min_baseline_days: Option<u32>,
+    /// Burn rate: the availability objective (share of requests without a 5xx), e.g. 0.999;
+    /// the error budget is `1 - slo_target`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slo_target: Option<f64>,
+    /// Burn rate: the (long, short, factor) window pairs; default 1h/5m at 14.4x and 6h/30m at
+    /// 6x (Google SRE workbook, chapter 5).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub burn_windows: Option<Vec<BurnWindow>>,
+}
+
+/// One pair of a multi-window burn-rate rule: fires when the error budget burns at least
+/// `factor` times as fast as the objective allows over both `long` and `short`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BurnWindow {
+    #[serde(with = "humantime_serde")]
+    pub long: Duration,
+    #[serde(with = "humantime_serde")]
+    pub short: Duration,
+    pub factor: f64,
 }
 
 /// A rule change for the keys whose labels match.

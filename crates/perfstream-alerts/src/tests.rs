@@ -752,3 +752,111 @@ fn disabling_a_rule_resolves_its_firing_alerts() {
     assert!(t.message.contains("disabled"), "{}", t.message);
     assert!(second.states().is_empty());
 }
+
+fn burn_settings() -> AlertSettings {
+    let mut s = AlertSettings::default();
+    s.rules.error_budget_burn = RulePatch {
+        enabled: Some(true),
+        slo_target: Some(0.999),
+        ..RulePatch::default()
+    };
+    s
+}
+
+/// Minute windows; 1000 requests each; `burn(i)` times the budget in 5xx (budget 0.1 %).
+fn burn_run(
+    e: &mut Engine,
+    range: std::ops::Range<i64>,
+    burn: impl Fn(i64) -> f64,
+) -> Vec<(i64, Transition)> {
+    let mut out = Vec::new();
+    for i in range {
+        let mut r = WindowRows::empty(window(i));
+        let mut row = request("/pay", 10.0, 1000);
+        row.status_5xx = (burn(i) * 1.0).round() as i64; // 1000 * 0.001 * burn
+        r.requests.push(row);
+        for t in e.evaluate(&r).unwrap().transitions {
+            out.push((i, t));
+        }
+    }
+    out
+}
+
+/// Issue 15, section 4: a 20x burn fires the fast pair (1 h / 5 min at 14.4x) once its long
+/// window reaches 14.4x (0.72 h into the burn), and resolves within the short window after the
+/// burn stops.
+#[test]
+fn a_20x_burn_fires_the_fast_pair_and_resolves_within_its_short_window() {
+    let mut e = Engine::new(&burn_settings()).unwrap();
+    assert_eq!(e.history_span(), std::time::Duration::from_secs(6 * 3600));
+    // 6 h clean, then 20x for 90 min, then clean again.
+    let start = 360;
+    let stop = start + 90;
+    let got = burn_run(&mut e, 0..stop + 60, |i| {
+        if (start..stop).contains(&i) {
+            20.0
+        } else {
+            0.0
+        }
+    });
+    assert_eq!(got.len(), 2, "{got:#?}");
+    let (fired_at, f) = &got[0];
+    assert_eq!(f.state, AlertState::Firing);
+    assert_eq!(f.rule, RuleId::ErrorBudgetBurn);
+    assert_eq!(f.severity, Severity::Critical);
+    assert_eq!(f.threshold, 14.4, "the fast pair");
+    // 14.4 / 20 of an hour = 43.2 min: the window ending 44 min into the burn.
+    assert_eq!(
+        *fired_at,
+        start + 43,
+        "fired {} min into the burn",
+        fired_at - start
+    );
+    assert!(f.observed_value >= 14.4 && f.observed_value <= 20.0);
+    let (resolved_at, r) = &got[1];
+    assert_eq!(
+        (r.state, r.reason),
+        (AlertState::Resolved, Some(ResolveReason::Cleared))
+    );
+    assert!(
+        *resolved_at >= stop && *resolved_at < stop + 5,
+        "resolved {} min after the burn stopped",
+        resolved_at - stop
+    );
+    assert_eq!(r.alert_id, f.alert_id);
+}
+
+/// A 2x burn (budget gone in 15 days of a 30-day period) pages nobody: both pairs need more.
+#[test]
+fn a_2x_burn_fires_nothing() {
+    let mut e = Engine::new(&burn_settings()).unwrap();
+    let got = burn_run(&mut e, 0..12 * 60, |_| 2.0);
+    assert!(got.is_empty(), "{got:#?}");
+}
+
+/// The slow pair (6 h / 30 min at 6x) catches a sustained 7x burn the fast pair misses.
+#[test]
+fn a_sustained_7x_burn_fires_the_slow_pair() {
+    let mut e = Engine::new(&burn_settings()).unwrap();
+    let got = burn_run(&mut e, 0..12 * 60, |i| if i >= 360 { 7.0 } else { 0.0 });
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert_eq!(got[0].1.threshold, 6.0, "the slow pair");
+    // After 6 h clean: 6 / 7 of 6 h = 308.6 min into the burn, the window ending at 309.
+    assert_eq!(got[0].0, 360 + 308);
+}
+
+/// Off by default, and a bad objective is a config error naming the rule.
+#[test]
+fn burn_rate_is_off_by_default_and_checks_its_objective() {
+    let mut e = engine();
+    assert!(e.history_span().is_zero());
+    assert!(
+        burn_run(&mut e, 0..120, |_| 100.0)
+            .iter()
+            .all(|(_, t)| t.rule != RuleId::ErrorBudgetBurn)
+    );
+    let mut s = burn_settings();
+    s.rules.error_budget_burn.slo_target = Some(1.0);
+    let err = Engine::new(&s).unwrap_err();
+    assert!(err.to_string().contains("error_budget_burn"), "{err}");
+}

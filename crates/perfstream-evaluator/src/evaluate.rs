@@ -113,7 +113,10 @@ impl Evaluator {
         };
         if !self.warmed {
             let len = first.end_us - first.start_us;
-            let hist_from = first.start_us - len * self.engine.history_windows() as i64;
+            // The trend rules' windows, or the burn-rate rule's longest window if longer.
+            let span = (len * self.engine.history_windows() as i64)
+                .max(self.engine.history_span().as_micros() as i64);
+            let hist_from = first.start_us - span;
             let history = read::rows(&self.reads, &res, hist_from, first.start_us);
             for rows in d.run("reading history", history).await?.values() {
                 self.engine.warm(rows)?;
