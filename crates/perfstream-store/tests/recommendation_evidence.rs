@@ -629,3 +629,52 @@ async fn a_missing_setting_fails_even_without_data(pool: PgPool) {
         .expect_err("a missing setting fails loudly");
     assert!(format!("{err:?}").contains("trend_min_r2"), "{err:?}");
 }
+
+/// docs/analysts.md names every setting and every kind the function returns.
+#[sqlx::test(migrations = "../../migrations")]
+async fn every_setting_and_kind_is_documented(pool: PgPool) {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/analysts.md"
+    ))
+    .unwrap();
+    let settings: Vec<String> = sqlx::query_scalar("SELECT name FROM recommendation_settings")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert!(settings.len() >= 30, "{settings:?}");
+    for s in settings {
+        assert!(
+            doc.contains(&format!("`{s}`")),
+            "setting {s} is not in docs/analysts.md"
+        );
+    }
+    let body: String = sqlx::query_scalar(
+        "SELECT prosrc FROM pg_proc WHERE proname = 'perfstream_recommendations'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let kinds = [
+        "slow_query_many_rows",
+        "dominant_query",
+        "pool_saturation",
+        "pool_wait_share",
+        "low_cache_hit_ratio",
+        "sla_breach",
+        "memory_trend_up",
+        "capacity_saturation",
+        "high_utilization",
+        "gc_pressure",
+        "high_io",
+    ];
+    for k in kinds {
+        assert!(body.contains(&format!("'{k}'")), "kind {k} is not a rule");
+        assert!(
+            doc.contains(&format!("| `{k}` |")),
+            "kind {k} is not in docs/analysts.md"
+        );
+    }
+    // And no rule beyond those: one UNION ALL between two rules.
+    assert_eq!(body.matches("UNION ALL").count(), kinds.len() - 1);
+}
