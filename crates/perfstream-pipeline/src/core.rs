@@ -111,6 +111,8 @@ pub struct FlushPlan {
     /// Engine counters since the previous plan.
     pub counters: Counters,
     pub live_series: usize,
+    /// Estimated bytes of the series held after the flush (see `perfstream_window::budget`).
+    pub series_bytes: usize,
     /// A partition replaying below its claimed applied mark held back windows the operator
     /// watermark had closed (they close once its position passes the mark).
     pub replay_held: bool,
@@ -290,6 +292,7 @@ impl Core {
                 watermark_us: out.watermark_us,
                 counters: out.counters,
                 live_series: out.live_series,
+                series_bytes: self.engine.series_bytes(),
                 replay_held: self.engine.holding_replay(),
             });
         }

@@ -29,6 +29,10 @@ pub struct PipelineStats {
     pub unwritable: AtomicU64,
     /// Series isolated after Postgres refused them (gauge).
     pub isolated_series: AtomicU64,
+    /// Series held in open windows and pending corrections, as of the last flush (gauge).
+    pub live_series: AtomicU64,
+    /// Their estimated bytes (the `window.max_memory_mb` budget), as of the last flush (gauge).
+    pub series_bytes: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -52,6 +56,8 @@ pub struct StatsSnapshot {
     pub routing_redeliveries: u64,
     pub unwritable: u64,
     pub isolated_series: u64,
+    pub live_series: u64,
+    pub series_bytes: u64,
 }
 
 impl PipelineStats {
@@ -81,6 +87,8 @@ impl PipelineStats {
             routing_redeliveries: g(&self.routing_redeliveries),
             unwritable: g(&self.unwritable),
             isolated_series: g(&self.isolated_series),
+            live_series: g(&self.live_series),
+            series_bytes: g(&self.series_bytes),
         }
     }
 }

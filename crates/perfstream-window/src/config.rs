@@ -42,9 +42,19 @@ pub struct WindowConfig {
     /// the tenant is stored as the empty string. Default `false`.
     pub tenant_dimension: bool,
     /// Cap on live series (every partition, open window, pending correction and kind counted).
-    /// Past it, events of new keys aggregate into the overflow series of their kind and service
-    /// (see [`crate::OVERFLOW_KEY`]); totals stay exact. Default `1_000_000`.
+    /// Past it, events of new keys aggregate into the one global overflow series of their kind
+    /// (service and key fields [`crate::OVERFLOW_KEY`]); totals stay exact. Default `1_000_000`.
     pub max_series: usize,
+    /// Cap on the live series of one service. Past it, events of the service's new keys
+    /// aggregate into its own overflow series. Default `100_000`.
+    pub max_series_per_service: usize,
+    /// Memory budget of the series held, in MiB (keys, figures, histogram buckets, query texts;
+    /// see `perfstream_window::budget`). New keys go to the global overflow series before it is
+    /// exceeded. Default `1024`.
+    pub max_memory_mb: usize,
+    /// Longest query text kept per series, in bytes: longer texts are cut on a character
+    /// boundary before they are stored (`query_catalog.query_text`). Default `2048`.
+    pub max_query_text_bytes: usize,
 }
 
 impl Default for WindowConfig {
@@ -58,6 +68,9 @@ impl Default for WindowConfig {
             significant_digits: crate::rollup::DEFAULT_SIGFIG,
             tenant_dimension: false,
             max_series: 1_000_000,
+            max_series_per_service: 100_000,
+            max_memory_mb: 1024,
+            max_query_text_bytes: 2048,
         }
     }
 }
@@ -81,6 +94,8 @@ pub enum ConfigError {
     SignificantDigits(u8),
     #[error("window.max_series must be at least 1")]
     ZeroMaxSeries,
+    #[error("window.{0} must be at least 1")]
+    ZeroLimit(&'static str),
 }
 
 /// The config in microseconds, as the engine uses it.
@@ -124,6 +139,15 @@ impl WindowConfig {
         }
         if self.max_series == 0 {
             return Err(ConfigError::ZeroMaxSeries);
+        }
+        for (field, v) in [
+            ("max_series_per_service", self.max_series_per_service),
+            ("max_memory_mb", self.max_memory_mb),
+            ("max_query_text_bytes", self.max_query_text_bytes),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::ZeroLimit(field));
+            }
         }
         Ok(m)
     }

@@ -42,6 +42,15 @@ impl Default for Counts {
 const COUNT_MASK: u32 = 0xFFFF;
 
 impl Counts {
+    /// Heap bytes held (none while inline).
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            Counts::Inline { .. } => 0,
+            Counts::Sparse(s) => s.capacity() * size_of::<u32>(),
+            Counts::Dense(d) => d.len() * size_of::<u64>(),
+        }
+    }
+
     /// Adds one value with bucket index `i`.
     #[inline]
     pub fn record(&mut self, layout: &HdrLayout, i: u16) {

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use perfstream_events::Event;
 
+use crate::budget::{Budget, Limits};
 use crate::config::{ConfigError, Micros, WindowConfig};
 use crate::flush::{Counters, Flush, PartitionId, PartitionProgress};
 use crate::hdr::HdrLayout;
@@ -49,6 +50,8 @@ pub struct Engine {
     /// Operator watermark; only ever moves forward.
     watermark_us: Option<i64>,
     live_series: usize,
+    budget: Budget,
+    limits: Limits,
     counters: Counters,
     /// Packed key of the event being recorded, reused so lookups allocate nothing.
     scratch: Vec<u8>,
@@ -63,6 +66,11 @@ pub fn window_of(t_us: i64, window_us: i64) -> (i64, i64) {
 impl Engine {
     pub fn new(config: WindowConfig) -> Result<Self, ConfigError> {
         let us = config.validate()?;
+        let limits = Limits {
+            max_series: config.max_series,
+            max_series_per_service: config.max_series_per_service,
+            max_bytes: config.max_memory_mb.saturating_mul(1 << 20),
+        };
         Ok(Engine {
             layout: HdrLayout::new(config.significant_digits),
             config,
@@ -70,6 +78,8 @@ impl Engine {
             partitions: BTreeMap::new(),
             watermark_us: None,
             live_series: 0,
+            budget: Budget::default(),
+            limits,
             counters: Counters::default(),
             scratch: Vec::with_capacity(128),
         })
@@ -89,6 +99,19 @@ impl Engine {
         self.live_series
     }
 
+    /// Estimated bytes of the series held (see [`crate::budget`]).
+    pub fn series_bytes(&self) -> usize {
+        self.budget.bytes()
+    }
+
+    fn recount(&mut self) {
+        self.budget.recount(
+            self.partitions
+                .values()
+                .flat_map(|p| p.open.values().chain(p.corrections.values())),
+        );
+    }
+
     /// Starts (or restarts) tracking a partition. After a restart the caller seeks to the stored
     /// resume offset and replays: events below `applied_through_offset` whose window ends at or
     /// before `applied_watermark_us` are skipped as already stored, and the partition's
@@ -104,7 +127,11 @@ impl Engine {
     pub fn revoke(&mut self, partition: PartitionId) -> bool {
         match self.partitions.remove(&partition) {
             Some(p) => {
-                self.live_series -= p.series_count();
+                let n = p.series_count();
+                self.live_series -= n;
+                if n > 0 {
+                    self.recount();
+                }
                 true
             }
             None => false,
@@ -174,6 +201,8 @@ impl Engine {
             partitions,
             watermark_us,
             live_series,
+            budget,
+            limits,
             counters,
             scratch,
             config,
@@ -226,21 +255,46 @@ impl Engine {
             .entry(start)
             .or_insert_with(|| WindowState::new(offset));
         w.min_offset = w.min_offset.min(offset);
-        let cap = config.max_series;
+        let max_text = config.max_query_text_bytes;
         let (clamped, overflow) = match event {
             Event::Query(e) => {
                 encode_query(scratch, e, config.tenant_dimension);
-                let (s, of) = upsert(&mut w.query, scratch, &e.service, live_series, cap);
-                (s.record(e, layout), of)
+                let text = e.query_text.as_ref().map_or(0, |t| t.len().min(max_text));
+                let (s, of) = upsert(
+                    &mut w.query,
+                    scratch,
+                    &e.service,
+                    live_series,
+                    budget,
+                    limits,
+                    text,
+                );
+                (s.record(e, layout, max_text), of)
             }
             Event::Request(e) => {
                 encode_request(scratch, e);
-                let (s, of) = upsert(&mut w.request, scratch, &e.service, live_series, cap);
+                let (s, of) = upsert(
+                    &mut w.request,
+                    scratch,
+                    &e.service,
+                    live_series,
+                    budget,
+                    limits,
+                    0,
+                );
                 (s.record(e, layout), of)
             }
             Event::Resource(e) => {
                 encode_resource(scratch, e);
-                let (s, of) = upsert(&mut w.resource, scratch, &e.service, live_series, cap);
+                let (s, of) = upsert(
+                    &mut w.resource,
+                    scratch,
+                    &e.service,
+                    live_series,
+                    budget,
+                    limits,
+                    0,
+                );
                 s.record(e);
                 (false, of)
             }
@@ -314,6 +368,7 @@ impl Engine {
                 });
             }
         }
+        self.recount();
         let sigfig = self.config.significant_digits;
         Flush {
             watermark_us: self.watermark_us,

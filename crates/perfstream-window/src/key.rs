@@ -113,6 +113,11 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// The service of a packed key (its first field, for every kind).
+pub fn service_of(key: &[u8]) -> &str {
+    Reader(key).str()
+}
+
 pub fn encode_query(buf: &mut Vec<u8>, e: &QueryEvent, tenant_dimension: bool) {
     buf.clear();
     put(buf, &e.service);

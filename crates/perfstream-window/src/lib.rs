@@ -48,6 +48,7 @@
 //! This crate never does I/O, never reads a clock, never logs per event, and depends on no
 //! async runtime, Kafka client or database driver. The caller logs from [`Flush::counters`].
 
+pub mod budget;
 pub mod config;
 pub mod engine;
 pub mod flush;

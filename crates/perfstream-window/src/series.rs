@@ -19,6 +19,10 @@ pub trait Series: Default {
     type Figures;
     fn merge(&mut self, other: &Self, layout: &HdrLayout);
     fn into_figures(self, layout: &HdrLayout, sigfig: u8) -> Self::Figures;
+    /// Heap bytes the series owns (histogram buckets, text), for the memory budget.
+    fn heap_bytes(&self) -> usize {
+        0
+    }
 }
 
 /// Exact count/sum/min/max plus compact histogram counts of one latency.
@@ -66,6 +70,10 @@ impl LatencyState {
         self.max_us = self.max_us.max(o.max_us);
         self.clamped += o.clamped;
         self.counts.merge(layout, &o.counts);
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.counts.heap_bytes()
     }
 
     pub fn to_latency(&self, sigfig: u8) -> Latency {
@@ -120,6 +128,18 @@ pub fn text_hash(s: &str) -> u64 {
     h ^ (h >> 29)
 }
 
+/// `t` cut to at most `max` bytes, on a character boundary (`window.max_query_text_bytes`).
+pub fn truncate_text(t: &str, max: usize) -> &str {
+    if t.len() <= max {
+        return t;
+    }
+    let mut end = max;
+    while !t.is_char_boundary(end) {
+        end -= 1;
+    }
+    &t[..end]
+}
+
 /// Keeps the smaller of the current text and `candidate`; returns whether it took `candidate`.
 fn keep_smallest(slot: &mut Option<Box<str>>, candidate: &str) -> bool {
     match slot {
@@ -133,10 +153,11 @@ fn keep_smallest(slot: &mut Option<Box<str>>, candidate: &str) -> bool {
 
 impl QuerySeries {
     #[inline]
-    pub fn record(&mut self, e: &QueryEvent, layout: &HdrLayout) -> bool {
+    pub fn record(&mut self, e: &QueryEvent, layout: &HdrLayout, max_text: usize) -> bool {
         self.rows_sum = self.rows_sum.saturating_add(e.rows_affected);
         self.rows_max = self.rows_max.max(e.rows_affected);
         if let Some(t) = &e.query_text {
+            let t = truncate_text(t, max_text);
             self.offer_text(t, text_hash(t));
         }
         self.latency.record(e.execution_time_us, layout)
@@ -153,6 +174,10 @@ impl QuerySeries {
 impl Series for QuerySeries {
     type Key = QueryKey;
     type Figures = QueryFigures;
+
+    fn heap_bytes(&self) -> usize {
+        self.latency.heap_bytes() + self.text.as_ref().map_or(0, |t| t.len())
+    }
 
     fn merge(&mut self, o: &Self, layout: &HdrLayout) {
         self.latency.merge(&o.latency, layout);
@@ -202,6 +227,10 @@ impl RequestSeries {
 impl Series for RequestSeries {
     type Key = RequestKey;
     type Figures = RequestFigures;
+
+    fn heap_bytes(&self) -> usize {
+        self.latency.heap_bytes()
+    }
 
     fn merge(&mut self, o: &Self, layout: &HdrLayout) {
         self.latency.merge(&o.latency, layout);
@@ -333,7 +362,7 @@ mod tests {
                     tenant_id: None,
                     executed_at_us: 0,
                 };
-                s.record(&e, &layout);
+                s.record(&e, &layout, usize::MAX);
             }
             assert_eq!(s.text.as_deref(), Some("select a"));
             assert_eq!(s.text_hash, text_hash("select a"));

@@ -3,8 +3,10 @@
 use hashbrown::HashMap;
 use hashbrown::hash_map::EntryRef;
 
+use crate::OVERFLOW_KEY;
+use crate::budget::{Admit, Budget, Limits, series_cost};
 use crate::hdr::HdrLayout;
-use crate::key::{PackedKey, SmallKey};
+use crate::key::{PackedKey, SmallKey, service_of};
 use crate::series::{QuerySeries, RequestSeries, ResourceSeries, Series};
 
 /// Series by packed key (see [`crate::key`]).
@@ -55,25 +57,40 @@ fn absorb_map<S: Series>(into: &mut SeriesMap<S>, from: SeriesMap<S>, layout: &H
     }
 }
 
-/// The series for the packed key in `key`, created if new. When it is new and `live` has
-/// reached `cap`, the overflow series of `service` is used instead (created even past the cap,
-/// so no event is ever dropped); `key` then holds the overflow key. The flag says which.
+/// The series for the packed key in `key`, created if new. A new key the [`Budget`] does not
+/// admit goes to an overflow series instead (its service's, or the global one), created even
+/// past the limits so that no event is ever dropped; `key` then holds the overflow key. The
+/// flag says whether that happened. `extra` is heap the new series will take (its text).
 #[inline]
 pub fn upsert<'m, S: Series>(
     map: &'m mut SeriesMap<S>,
     key: &mut Vec<u8>,
     service: &str,
     live: &mut usize,
-    cap: usize,
+    budget: &mut Budget,
+    limits: &Limits,
+    extra: usize,
 ) -> (&'m mut S, bool) {
-    let overflow = *live >= cap && !map.contains_key(&key[..]);
-    if overflow {
-        S::Key::encode_overflow(key, service);
+    let mut overflow = false;
+    if !map.contains_key(&key[..]) {
+        let cost = series_cost::<S>(key.len()) + extra;
+        match budget.admit(service, *live, cost, limits) {
+            Admit::Key => {}
+            Admit::ServiceOverflow => {
+                S::Key::encode_overflow(key, service);
+                overflow = true;
+            }
+            Admit::GlobalOverflow => {
+                S::Key::encode_overflow(key, OVERFLOW_KEY);
+                overflow = true;
+            }
+        }
     }
     let s = match map.entry_ref(&key[..]) {
         EntryRef::Occupied(o) => o.into_mut(),
         EntryRef::Vacant(v) => {
             *live += 1;
+            budget.charge(service_of(&key[..]), series_cost::<S>(key.len()) + extra);
             v.insert(S::default())
         }
     };

@@ -61,9 +61,14 @@ impl Inner {
                     request = overflow.1,
                     resource = overflow.2,
                     live_series = plan.live_series,
-                    "Series cap (window.max_series) reached: events of new keys went to the overflow series."
+                    series_bytes = plan.series_bytes,
+                    "Cardinality budget reached (window.max_series, max_series_per_service or max_memory_mb): events of new keys went to overflow series."
                 );
             }
+            let s = &self.stats;
+            let relaxed = std::sync::atomic::Ordering::Relaxed;
+            s.live_series.store(plan.live_series as u64, relaxed);
+            s.series_bytes.store(plan.series_bytes as u64, relaxed);
         }
         let write = self.flush_write(plan);
         let replay_held = fresh && plan.replay_held;

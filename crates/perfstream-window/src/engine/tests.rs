@@ -231,11 +231,11 @@ fn clamped_values_keep_exact_figures() {
 }
 
 #[test]
-fn series_cap_routes_new_keys_to_overflow_with_exact_totals() {
-    let cap = 10;
+fn service_quota_routes_new_keys_to_the_services_overflow_with_exact_totals() {
+    let cap = 5;
     let mut e = assigned(
         WindowConfig {
-            max_series: cap,
+            max_series_per_service: cap,
             ..cfg()
         },
         &[0],
@@ -257,7 +257,7 @@ fn series_cap_routes_new_keys_to_overflow_with_exact_totals() {
         let t = expected.entry(service).or_default();
         *t = (t.0 + 2, t.1 + latency + 1);
     }
-    assert!(e.live_series() <= cap + 2, "{}", e.live_series());
+    assert!(e.live_series() <= 2 * (cap + 1), "{}", e.live_series());
     let f = drain(&mut e);
     assert!(f.counters.query.overflow > 0);
     let mut totals = std::collections::BTreeMap::<&str, (u64, i64)>::new();
@@ -620,4 +620,87 @@ fn a_replaying_partition_holds_its_stored_marks() {
     let f = e.flush();
     assert_eq!(f.closed.query.len(), 1);
     assert_eq!(f.closed.query[0].window_start_us, stored);
+}
+
+#[test]
+fn global_cap_routes_new_keys_to_the_one_global_overflow_with_exact_totals() {
+    // A producer inventing a service per event: the per-service quota never binds, the global
+    // cap does, and everything past it lands in one series per kind and window.
+    let mut e = assigned(
+        WindowConfig {
+            max_series: 10,
+            ..cfg()
+        },
+        &[0],
+    );
+    let mut sum = 0;
+    for i in 0..1000_i64 {
+        e.record(pid(0), i, &query(&format!("svc-{i}"), "h", T0, 100 + i), T0)
+            .unwrap();
+        sum += 100 + i;
+    }
+    assert_eq!(
+        e.live_series(),
+        11,
+        "ten keys and the global overflow series"
+    );
+    let f = drain(&mut e);
+    assert_eq!(f.counters.query.overflow, 990);
+    let count: u64 = f.closed.query.iter().map(|r| r.figures.latency.count).sum();
+    let total: i64 = f
+        .closed
+        .query
+        .iter()
+        .map(|r| r.figures.latency.sum_us)
+        .sum();
+    assert_eq!((count, total), (1000, sum), "totals exact");
+    let global: Vec<_> = f
+        .closed
+        .query
+        .iter()
+        .filter(|r| r.key.service == OVERFLOW_KEY)
+        .collect();
+    assert_eq!(global.len(), 1);
+    assert_eq!(global[0].key.query_hash, OVERFLOW_KEY);
+    assert_eq!(global[0].figures.latency.count, 990);
+}
+
+#[test]
+fn memory_budget_routes_new_keys_to_overflow_before_it_is_exceeded() {
+    // 1 MiB of budget, 8 KiB texts cut to 1 KiB: about a thousand series fit.
+    let mut e = assigned(
+        WindowConfig {
+            max_memory_mb: 1,
+            max_query_text_bytes: 1024,
+            ..cfg()
+        },
+        &[0],
+    );
+    let text = "x".repeat(8192);
+    for i in 0..5000_i64 {
+        let mut q = query("svc", &format!("h{i}"), T0, 100);
+        if let perfstream_events::Event::Query(ref mut q) = q {
+            q.query_text = Some(text.clone());
+        }
+        e.record(pid(0), i, &q, T0).unwrap();
+        assert!(
+            e.series_bytes() <= (1 << 20) + 4096,
+            "budget passed at {i}: {}",
+            e.series_bytes()
+        );
+    }
+    let held = e.live_series();
+    assert!((500..2000).contains(&held), "{held} series held");
+    let f = drain(&mut e);
+    let count: u64 = f.closed.query.iter().map(|r| r.figures.latency.count).sum();
+    assert_eq!(count, 5000, "totals exact");
+    assert!(
+        f.closed.query.iter().all(|r| r
+            .figures
+            .query_text
+            .as_ref()
+            .is_none_or(|t| t.len() <= 1024)),
+        "texts cut to window.max_query_text_bytes"
+    );
+    assert_eq!(e.series_bytes(), 0, "everything released after the flush");
 }
