@@ -312,3 +312,70 @@ async fn regression_against_the_stored_baseline(pool: PgPool) {
         "{msg}"
     );
 }
+
+/// Issue 15, section 3, against Postgres: instance i-2 reports in windows 0..=2, is silent in
+/// 3, 4, 5 (i-1 keeps reporting, so those windows are judged) and reports again from 7. With
+/// `absent` enabled (3 windows) it fires in window 5 and resolves in window 7, and the resolve
+/// is recorded with its reason.
+#[sqlx::test(migrations = "../../migrations")]
+async fn an_instance_that_stops_reporting_fires_absent_and_resolves_with_reason(pool: PgPool) {
+    let broker = DevBroker::start(1, 1, &Topics::default()).expect("broker");
+    let k = kafka(&broker);
+    for i in 0..12 {
+        resource_row(&pool, i, "i-1").await;
+        if !(3..7).contains(&i) {
+            resource_row(&pool, i, "i-2").await;
+        }
+    }
+    watermark(&pool, T0 + 12 * MIN_US, T0 + 12 * MIN_US).await;
+    let mut s = settings();
+    s.rules.absent = perfstream_alerts::RulePatch {
+        enabled: Some(true),
+        windows: Some(3),
+        ..Default::default()
+    };
+    let (tx, rx) = oneshot::channel::<()>();
+    let (p, kk) = (pool.clone(), k.clone());
+    let task = tokio::spawn(async move {
+        run_evaluator(s, p, &kk, async {
+            let _ = rx.await;
+        })
+        .await
+    });
+    let t = eventually("the absent episode", || async {
+        let t = transitions(&pool).await;
+        (t.len() == 2).then_some(t)
+    })
+    .await;
+    let _ = tx.send(());
+    task.await.expect("join").expect("evaluator");
+    assert_eq!(
+        t.iter()
+            .map(|t| (t.1.as_str(), t.2.as_str(), t.3))
+            .collect::<Vec<_>>(),
+        [
+            ("firing", "absent", T0 + 5 * MIN_US),
+            ("resolved", "absent", T0 + 7 * MIN_US)
+        ]
+    );
+    let rows = sqlx::query(
+        "SELECT state, labels->>'instance', observed_value, resolve_reason, message FROM alerts
+         ORDER BY window_start",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("alerts");
+    let got: Vec<(String, String, f64, Option<String>)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("firing".into(), "i-2".into(), 3.0, None),
+            ("resolved".into(), "i-2".into(), 0.0, Some("cleared".into()))
+        ]
+    );
+    let msg: String = rows[0].get(4);
+    assert!(msg.contains("no samples for 3 windows"), "{msg}");
+}
