@@ -85,6 +85,42 @@ const COUNTERS: &[CounterSpec] = &[
         "Consumer group rebalances (assignments) this process went through.",
         |s| s.rebalances,
     ),
+    (
+        "perfstream_routed_truncated",
+        "Dead-letter or late envelopes whose original_value was truncated to fit the topic's message size.",
+        |s| s.routed_truncated,
+    ),
+    (
+        "perfstream_routing_redeliveries",
+        "Routed messages whose delivery failed (topic unavailable) and were sent again.",
+        |s| s.routing_redeliveries,
+    ),
+    (
+        "perfstream_unwritable",
+        "Events routed to the dead-letter topic because Postgres refused their series (isolated).",
+        |s| s.unwritable,
+    ),
+];
+
+/// Gauges: name, help, value.
+type GaugeSpec = (&'static str, &'static str, fn(&StatsSnapshot) -> u64);
+
+const GAUGES: &[GaugeSpec] = &[
+    (
+        "perfstream_isolated_series",
+        "Series isolated after Postgres refused to store them; their events go to the dead-letter topic.",
+        |s| s.isolated_series,
+    ),
+    (
+        "perfstream_live_series",
+        "Series held in open windows and pending corrections, as of the last flush.",
+        |s| s.live_series,
+    ),
+    (
+        "perfstream_series_bytes",
+        "Estimated bytes of the series held, as of the last flush (budget: window.max_memory_mb).",
+        |s| s.series_bytes,
+    ),
 ];
 
 /// Reads the pipeline's atomics at scrape time.
@@ -100,6 +136,11 @@ impl Collector for PipelineCollector {
             let counter = ConstCounter::new(value(&snap));
             let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
             counter.encode(metric)?;
+        }
+        for (name, help, value) in GAUGES {
+            let gauge = ConstGauge::new(value(&snap) as i64);
+            let metric = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
+            gauge.encode(metric)?;
         }
         let partitions = ConstGauge::new(snap.assigned_partitions as i64);
         let metric = encoder.encode_descriptor(
