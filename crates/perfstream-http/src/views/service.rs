@@ -91,4 +91,19 @@ SELECT COALESCE(json_agg(json_build_object('name', t.instance,
        ORDER BY t.instance), '[]')::text
 FROM top t"#,
     },
+    Chart {
+        id: "query_samples",
+        // The slowest individual statements of the range, when the pipeline stores samples
+        // (table query_samples, issue 14); without the table the handler answers [].
+        sql: r#"SELECT COALESCE(json_agg(x ORDER BY x.execution_time_ms DESC, x.event_time), '[]')::text FROM (
+  SELECT q.query_hash, q.query_type, q.instance, q.event_time,
+         q.execution_time_us / 1000.0 AS execution_time_ms, q.rows_affected, q.query_text, q.trace_id
+  FROM query_samples q
+  WHERE q.service = $5
+    AND (q.resolution = $3 OR ($3 = 'base' AND q.resolution NOT IN ('1h', '1d')))
+    AND q.window_start >= to_timestamp($1) AND q.window_start < to_timestamp($2)
+  ORDER BY q.execution_time_us DESC
+  LIMIT 20
+) x"#,
+    },
 ];
