@@ -17,9 +17,9 @@ if [ -z "$(pgbin)" ]; then
 fi
 PGBIN=$(pgbin)
 [ -x "$PGBIN/initdb" ] || { echo "no PostgreSQL server binaries found after install"; exit 1; }
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import confluent_kafka, fastavro, hdrhistogram, yaml' 2>/dev/null; then
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import confluent_kafka, fastavro, hdrhistogram, yaml, psycopg' 2>/dev/null; then
   python3 -m venv .venv
-  .venv/bin/pip install -q 'confluent-kafka==2.16.1' 'fastavro==1.13.1' 'hdrhistogram==0.10.8' 'pyyaml==6.0.2'
+  .venv/bin/pip install -q 'confluent-kafka==2.16.1' 'fastavro==1.13.1' 'hdrhistogram==0.10.8' 'pyyaml==6.0.2' 'psycopg[binary]==3.3.9'
 fi
 export PY=$ROOT/.venv/bin/python
 # Alertmanager for the notifier's end-to-end test (tests/notify.rs reads E2E_ALERTMANAGER_BIN).
