@@ -11,13 +11,26 @@ use serde_json::{Value, json};
 
 use super::{Chart, alerts, overview, queries, service};
 use crate::api::ApiError;
-use crate::range::{RangeQuery, TimeRange};
+use crate::range::{RangeQuery, Tier, TimeRange};
 use crate::server::AppState;
 
 /// Postgres' code for "relation does not exist" (no alerts table before that migration).
 const UNDEFINED_TABLE: &str = "42P01";
 /// Longest service name accepted (a bound on cache keys; real names are short).
 const MAX_SERVICE_LEN: usize = 200;
+
+/// The base windows' resolution labels in the tables: a loose index scan over the primary
+/// keys' leading column (a few index probes per table, whatever the row count).
+const BASE_RESOLUTIONS_SQL: &str = r#"WITH RECURSIVE
+rq(res) AS (SELECT min(resolution) FROM request_rollups
+            UNION ALL SELECT (SELECT min(resolution) FROM request_rollups WHERE resolution > rq.res) FROM rq WHERE rq.res IS NOT NULL),
+qy(res) AS (SELECT min(resolution) FROM query_rollups
+            UNION ALL SELECT (SELECT min(resolution) FROM query_rollups WHERE resolution > qy.res) FROM qy WHERE qy.res IS NOT NULL),
+rs(res) AS (SELECT min(resolution) FROM resource_rollups
+            UNION ALL SELECT (SELECT min(resolution) FROM resource_rollups WHERE resolution > rs.res) FROM rs WHERE rs.res IS NOT NULL)
+SELECT COALESCE(array_agg(res ORDER BY res), '{}')
+FROM (SELECT res FROM rq UNION SELECT res FROM qy UNION SELECT res FROM rs) x
+WHERE res IS NOT NULL AND res NOT IN ('1h', '1d')"#;
 
 const THRESHOLDS_SQL: &str =
     "SELECT COALESCE(json_object_agg(name, value), '{}')::text FROM recommendation_settings";
@@ -117,12 +130,20 @@ pub async fn view(
 /// cached, and the failed chart carries its error so the others still show).
 async fn run_view(state: &AppState, view: View, range: &TimeRange, service: &str) -> (Value, bool) {
     let mut complete = true;
+    let resolutions = match resolutions(state, range.tier).await {
+        Ok(r) => r,
+        Err(error) => {
+            tracing::warn!(%error, "Dashboard could not list the base resolutions.");
+            complete = false;
+            Vec::new()
+        }
+    };
     let mut charts = Vec::new();
     for chart in view.charts() {
         let result: Result<String, sqlx::Error> = sqlx::query_scalar(chart.sql)
             .bind(range.from_s)
             .bind(range.to_s)
-            .bind(range.tier.label())
+            .bind(&resolutions)
             .bind(range.step_s)
             .bind(service)
             .fetch_one(&state.pool)
@@ -156,14 +177,29 @@ async fn run_view(state: &AppState, view: View, range: &TimeRange, service: &str
             Value::Null
         }
     };
+    let mut range_json = range.to_json();
+    range_json["resolutions"] = json!(resolutions);
     let answer = json!({
         "view": view.name(),
         "service": service,
-        "range": range.to_json(),
+        "range": range_json,
         "thresholds": thresholds,
         "charts": charts,
     });
     (answer, complete)
+}
+
+/// The resolutions a tier reads (`$3` of the chart statements): the tier's label, or the
+/// labels of the base windows stored (one, unless the window size was reconfigured).
+async fn resolutions(state: &AppState, tier: Tier) -> Result<Vec<String>, sqlx::Error> {
+    match tier {
+        Tier::Base => {
+            sqlx::query_scalar(BASE_RESOLUTIONS_SQL)
+                .fetch_one(&state.pool)
+                .await
+        }
+        Tier::Hour | Tier::Day => Ok(vec![tier.label().to_owned()]),
+    }
 }
 
 fn json_response(body: Arc<str>) -> Response {

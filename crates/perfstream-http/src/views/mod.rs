@@ -13,9 +13,10 @@ mod service;
 
 pub use handler::{meta, view};
 
-/// One chart's statement. Binds: `$1` start, `$2` end (Unix seconds, float8), `$3` tier
-/// (`'base'`, `'1h'`, `'1d'`), `$4` bucket seconds (float8), and `$5` the service in the
-/// service view. A statement need not use them all (the binds are typed).
+/// One chart's statement. Binds: `$1` start, `$2` end (Unix seconds, float8), `$3` the
+/// resolutions read (text[]: the base windows' labels, `{1h}` or `{1d}`), `$4` bucket seconds
+/// (float8), and `$5` the service in the service view. A statement need not use them all
+/// (the binds are typed).
 pub struct Chart {
     /// The key of the chart's data in the answer (`charts[].id`).
     pub id: &'static str,

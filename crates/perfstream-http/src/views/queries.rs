@@ -14,7 +14,7 @@ pub const CHARTS: &[Chart] = &[
         sql: r#"WITH top AS (
   SELECT q.service, q.query_hash, q.query_type, max(q.p99_us) AS worst
   FROM query_rollups q
-  WHERE (q.resolution = $3 OR ($3 = 'base' AND q.resolution NOT IN ('1h', '1d')))
+  WHERE q.resolution = ANY($3)
     AND q.window_start >= to_timestamp($1) AND q.window_start < to_timestamp($2)
   GROUP BY 1, 2, 3 ORDER BY worst DESC, 1, 2, 3 LIMIT 8
 )
@@ -26,7 +26,7 @@ SELECT COALESCE(json_agg(json_build_object(
                              max(q.p99_us) / 1000.0 AS p99_ms
                       FROM query_rollups q
                       WHERE q.service = t.service AND q.query_hash = t.query_hash AND q.query_type = t.query_type
-                        AND (q.resolution = $3 OR ($3 = 'base' AND q.resolution NOT IN ('1h', '1d')))
+                        AND q.resolution = ANY($3)
                         AND q.window_start >= to_timestamp($1) AND q.window_start < to_timestamp($2)
                       GROUP BY 1) b))
        ORDER BY t.worst DESC, t.service, t.query_hash), '[]')::text
@@ -36,11 +36,11 @@ FROM top t"#,
         id: "slow_queries",
         sql: r#"SELECT COALESCE(json_agg(s ORDER BY s.worst_p99_ms DESC, s.max_ms DESC, s.service, s.query_hash,
                          s.query_type), '[]')::text
-FROM get_slow_queries(to_timestamp($1), 1000, 50, NULLIF($3, 'base')) AS s"#,
+FROM get_slow_queries(to_timestamp($1), 1000, 50, CASE WHEN $3 = ARRAY['1h'] THEN '1h' WHEN $3 = ARRAY['1d'] THEN '1d' END) AS s"#,
     },
     Chart {
         id: "recommendations",
         sql: r#"SELECT COALESCE(json_agg(r ORDER BY r.severity, r.kind, r.target), '[]')::text
-FROM generate_optimization_recommendations(to_timestamp($1), NULLIF($3, 'base')) AS r"#,
+FROM generate_optimization_recommendations(to_timestamp($1), CASE WHEN $3 = ARRAY['1h'] THEN '1h' WHEN $3 = ARRAY['1d'] THEN '1d' END) AS r"#,
     },
 ];

@@ -18,7 +18,7 @@ pub const CHARTS: &[Chart] = &[
          sum(r.count)::bigint AS n
   FROM request_rollups r
   WHERE r.service = $5
-    AND (r.resolution = $3 OR ($3 = 'base' AND r.resolution NOT IN ('1h', '1d')))
+    AND r.resolution = ANY($3)
     AND r.window_start >= to_timestamp($1) AND r.window_start < to_timestamp($2)
   GROUP BY 1, 2, 3
 ),
@@ -45,7 +45,7 @@ FROM top t"#,
          sum(q.count)::bigint AS calls, sum(q.sum_us) AS time_us
   FROM query_rollups q
   WHERE q.service = $5
-    AND (q.resolution = $3 OR ($3 = 'base' AND q.resolution NOT IN ('1h', '1d')))
+    AND q.resolution = ANY($3)
     AND q.window_start >= to_timestamp($1) AND q.window_start < to_timestamp($2)
   GROUP BY 1, 2, 3
 ),
@@ -79,7 +79,7 @@ FROM top t LEFT JOIN query_catalog c ON c.query_hash = t.query_hash"#,
          round((100.0 * sum(s.cache_hits) / NULLIF(sum(s.cache_hits) + sum(s.cache_misses), 0))::numeric, 2) AS cache_hit_pct
   FROM resource_rollups s
   WHERE s.service = $5
-    AND (s.resolution = $3 OR ($3 = 'base' AND s.resolution NOT IN ('1h', '1d')))
+    AND s.resolution = ANY($3)
     AND s.window_start >= to_timestamp($1) AND s.window_start < to_timestamp($2)
   GROUP BY 1, 2
 ),
@@ -100,7 +100,7 @@ FROM top t"#,
          q.execution_time_us / 1000.0 AS execution_time_ms, q.rows_affected, q.query_text, q.trace_id
   FROM query_samples q
   WHERE q.service = $5
-    AND (q.resolution = $3 OR ($3 = 'base' AND q.resolution NOT IN ('1h', '1d')))
+    AND q.resolution = ANY($3)
     AND q.window_start >= to_timestamp($1) AND q.window_start < to_timestamp($2)
   ORDER BY q.execution_time_us DESC
   LIMIT 20
