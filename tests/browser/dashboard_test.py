@@ -204,9 +204,13 @@ def run(args):
         d = b.wait_view("overview", f"{loads} > {n}")
         b.check("08-overview-7d", d, OVERVIEW_CHARTS, tier="1h")
 
-        # The SQL behind a chart is one click away and names the tables.
-        b.click("a.sqlbtn")
-        sql = b.eval("document.querySelector('pre.sql') && !document.querySelector('pre.sql').parentElement.hidden && document.querySelector('pre.sql').textContent")
+        # The SQL behind a chart is one click away and names the tables. Click and read in
+        # one evaluation: a live refresh redraws the cards between two calls.
+        sql = b.eval(
+            "(() => { const a = document.querySelector('a.sqlbtn'); a.click();"
+            " const pre = a.closest('.card').querySelector('pre.sql');"
+            " return !pre.parentElement.hidden && pre.textContent; })()"
+        )
         body = "\n".join(l for l in str(sql).splitlines() if not l.startswith("--"))
         if not sql or "request_rollups" not in body or "$3" in body:
             raise Failure(f"the SQL link shows no runnable statement: {str(sql)[:200]!r}")
