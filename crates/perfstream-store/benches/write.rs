@@ -53,6 +53,7 @@ fn query_rollups(rng: &mut impl Rng, window: i64, n: usize) -> Vec<QueryRollup> 
                     rows_sum: 30,
                     rows_max: 1,
                     query_text: Some(format!("SELECT * FROM t{i} WHERE id = ?")),
+                    samples: Vec::new(),
                 },
             }
         })
@@ -117,6 +118,7 @@ impl Run {
                 applied_through_offset: self.offset,
                 applied_watermark_us: T0,
             }],
+            topics: Vec::new(),
         };
         let done = self.store.write_flush(&f).await.expect("flush");
         assert_eq!(done, FlushCommit::Committed);

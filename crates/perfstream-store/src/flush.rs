@@ -24,6 +24,8 @@ pub struct FlushWrite {
     /// One entry per partition whose events the rollups cover (and partitions whose position
     /// moved without producing rows).
     pub progress: Vec<PartitionProgress>,
+    /// Topic names by the index in the samples' sources (`PartitionId::topic`).
+    pub topics: Vec<String>,
 }
 
 /// A partition's progress as of this flush (see `consumer_offsets` in the migrations).
@@ -139,6 +141,9 @@ impl Store {
         let s = self
             .write_table::<ResourceTable>(&mut tx, &resource)
             .await?;
+        // Samples follow their rollups: same transaction, same replay rules.
+        crate::samples::write_query_samples(&mut tx, &query, &flush.topics).await?;
+        crate::samples::write_request_samples(&mut tx, &request, &flush.topics).await?;
         let rollups_at = t.elapsed();
         let catalog = self.catalog.upsert(&mut tx, &flush.rollups.query).await?;
         self.fault(Stage::Catalog)?;

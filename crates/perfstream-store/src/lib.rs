@@ -79,6 +79,7 @@ mod jobs;
 mod progress;
 pub mod report;
 mod retention;
+mod samples;
 mod store;
 mod table;
 mod tiers;

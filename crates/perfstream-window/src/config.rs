@@ -55,6 +55,10 @@ pub struct WindowConfig {
     /// Longest query text kept per series, in bytes: longer texts are cut on a character
     /// boundary before they are stored (`query_catalog.query_text`). Default `2048`.
     pub max_query_text_bytes: usize,
+    /// Samples kept per window and key of queries and requests: the slowest events with their
+    /// raw fields and source offset (`query_samples`, `request_samples`). `0..=64`; 0 keeps
+    /// none. Default `5`.
+    pub samples_per_series: usize,
 }
 
 impl Default for WindowConfig {
@@ -71,6 +75,7 @@ impl Default for WindowConfig {
             max_series_per_service: 100_000,
             max_memory_mb: 1024,
             max_query_text_bytes: 2048,
+            samples_per_series: 5,
         }
     }
 }
@@ -96,6 +101,8 @@ pub enum ConfigError {
     ZeroMaxSeries,
     #[error("window.{0} must be at least 1")]
     ZeroLimit(&'static str),
+    #[error("window.samples_per_series must be at most {max}, got {got}")]
+    TooManySamples { got: usize, max: usize },
 }
 
 /// The config in microseconds, as the engine uses it.
@@ -148,6 +155,12 @@ impl WindowConfig {
             if v == 0 {
                 return Err(ConfigError::ZeroLimit(field));
             }
+        }
+        if self.samples_per_series > crate::MAX_SAMPLES {
+            return Err(ConfigError::TooManySamples {
+                got: self.samples_per_series,
+                max: crate::MAX_SAMPLES,
+            });
         }
         Ok(m)
     }

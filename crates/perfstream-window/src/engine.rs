@@ -256,6 +256,8 @@ impl Engine {
             .or_insert_with(|| WindowState::new(offset));
         w.min_offset = w.min_offset.min(offset);
         let max_text = config.max_query_text_bytes;
+        let k = config.samples_per_series;
+        let source = crate::Source { partition, offset };
         let (clamped, overflow) = match event {
             Event::Query(e) => {
                 encode_query(scratch, e, config.tenant_dimension);
@@ -269,7 +271,7 @@ impl Engine {
                     limits,
                     text,
                 );
-                (s.record(e, layout, max_text), of)
+                (s.record(e, layout, max_text, source, k), of)
             }
             Event::Request(e) => {
                 encode_request(scratch, e);
@@ -282,7 +284,7 @@ impl Engine {
                     limits,
                     0,
                 );
-                (s.record(e, layout), of)
+                (s.record(e, layout, source, k), of)
             }
             Event::Resource(e) => {
                 encode_resource(scratch, e);
@@ -370,10 +372,11 @@ impl Engine {
         }
         self.recount();
         let sigfig = self.config.significant_digits;
+        let k = self.config.samples_per_series;
         Flush {
             watermark_us: self.watermark_us,
-            closed: materialize(closed, window, &self.layout, sigfig),
-            corrections: materialize(corrections, window, &self.layout, sigfig),
+            closed: materialize(closed, window, &self.layout, sigfig, k),
+            corrections: materialize(corrections, window, &self.layout, sigfig, k),
             progress,
             counters: std::mem::take(&mut self.counters),
             live_series: self.live_series,
@@ -397,13 +400,14 @@ fn materialize(
     window_us: i64,
     layout: &HdrLayout,
     sigfig: u8,
+    k: usize,
 ) -> Rollups {
     let mut out = Rollups::default();
     for (start, w) in windows {
         let end = start.saturating_add(window_us);
-        emit(&mut out.query, start, end, w.query, layout, sigfig);
-        emit(&mut out.request, start, end, w.request, layout, sigfig);
-        emit(&mut out.resource, start, end, w.resource, layout, sigfig);
+        emit(&mut out.query, start, end, w.query, layout, sigfig, k);
+        emit(&mut out.request, start, end, w.request, layout, sigfig, k);
+        emit(&mut out.resource, start, end, w.resource, layout, sigfig, k);
     }
     out
 }
@@ -416,13 +420,14 @@ fn emit<S: Series>(
     series: SeriesMap<S>,
     layout: &HdrLayout,
     sigfig: u8,
+    k: usize,
 ) {
     let first = out.len();
-    out.extend(series.into_iter().map(|(k, s)| Rollup {
+    out.extend(series.into_iter().map(|(key, s)| Rollup {
         window_start_us: start,
         window_end_us: end,
-        key: S::Key::decode(k.as_slice()),
-        figures: s.into_figures(layout, sigfig),
+        key: S::Key::decode(key.as_slice()),
+        figures: s.into_figures(layout, sigfig, k),
     }));
     out[first..].sort_unstable_by(|a, b| a.key.cmp(&b.key));
 }

@@ -53,6 +53,7 @@ pub mod config;
 pub mod engine;
 pub mod flush;
 pub mod rollup;
+pub mod samples;
 
 mod counts;
 mod hdr;
@@ -68,3 +69,4 @@ pub use flush::{Counters, Flush, KindCounters, PartitionId, PartitionProgress};
 pub use key::OVERFLOW_KEY;
 pub use partition::ResumeState;
 pub use rollup::*;
+pub use samples::{MAX_SAMPLES, QuerySample, RequestSample, Source};

@@ -504,6 +504,8 @@ pub struct QueryFigures {
     pub rows_max: i64,
     /// Normalized text seen in the window (the lexicographically smallest, for determinism).
     pub query_text: Option<String>,
+    /// The slowest executions of the window, slowest first (`window.samples_per_series`).
+    pub samples: Vec<crate::QuerySample>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -516,6 +518,8 @@ pub struct RequestFigures {
     pub status_5xx: u64,
     /// Statuses outside 200..=599 (1xx and anything odd).
     pub status_other: u64,
+    /// The slowest requests of the window, slowest first (`window.samples_per_series`).
+    pub samples: Vec<crate::RequestSample>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -576,6 +580,7 @@ impl Merge for QueryFigures {
             (Some(a), Some(b)) => Some(if *b < a { b.clone() } else { a }),
             (a, b) => a.or_else(|| b.clone()),
         };
+        crate::samples::merge(&mut self.samples, &o.samples, crate::MAX_SAMPLES);
     }
 }
 
@@ -587,6 +592,7 @@ impl Merge for RequestFigures {
         self.status_4xx += o.status_4xx;
         self.status_5xx += o.status_5xx;
         self.status_other += o.status_other;
+        crate::samples::merge(&mut self.samples, &o.samples, crate::MAX_SAMPLES);
     }
 }
 

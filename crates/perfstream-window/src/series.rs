@@ -12,13 +12,15 @@ use crate::rollup::{
     Latency, LatencyHist, Merge, QueryFigures, QueryKey, RequestFigures, RequestKey,
     ResourceFigures, ResourceKey,
 };
+use crate::samples::{self, MAX_SAMPLES, QuerySample, RequestSample, Source};
 
 /// What the engine needs of a series type, whatever its kind.
 pub trait Series: Default {
     type Key: PackedKey;
     type Figures;
     fn merge(&mut self, other: &Self, layout: &HdrLayout);
-    fn into_figures(self, layout: &HdrLayout, sigfig: u8) -> Self::Figures;
+    /// The figures of the window, with at most `samples` samples.
+    fn into_figures(self, layout: &HdrLayout, sigfig: u8, samples: usize) -> Self::Figures;
     /// Heap bytes the series owns (histogram buckets, text), for the memory budget.
     fn heap_bytes(&self) -> usize {
         0
@@ -99,6 +101,8 @@ pub struct QuerySeries {
     /// usual event (same text as before) never follows the `text` pointer. A 64-bit collision
     /// between two different texts of one key in one window could keep the larger one.
     text_hash: u64,
+    /// The slowest executions, slowest first; allocated with the first one.
+    samples: Vec<QuerySample>,
 }
 
 impl Default for QuerySeries {
@@ -109,6 +113,7 @@ impl Default for QuerySeries {
             rows_max: i64::MIN,
             text: None,
             text_hash: 0,
+            samples: Vec::new(),
         }
     }
 }
@@ -153,7 +158,24 @@ fn keep_smallest(slot: &mut Option<Box<str>>, candidate: &str) -> bool {
 
 impl QuerySeries {
     #[inline]
-    pub fn record(&mut self, e: &QueryEvent, layout: &HdrLayout, max_text: usize) -> bool {
+    pub fn record(
+        &mut self,
+        e: &QueryEvent,
+        layout: &HdrLayout,
+        max_text: usize,
+        source: Source,
+        k: usize,
+    ) -> bool {
+        samples::offer(&mut self.samples, k, e.execution_time_us, source, || {
+            QuerySample {
+                duration_us: e.execution_time_us,
+                rows_affected: e.rows_affected,
+                instance: e.instance.clone(),
+                tenant_id: e.tenant_id.clone(),
+                event_time_us: e.executed_at_us,
+                source,
+            }
+        });
         self.rows_sum = self.rows_sum.saturating_add(e.rows_affected);
         self.rows_max = self.rows_max.max(e.rows_affected);
         if let Some(t) = &e.query_text {
@@ -176,7 +198,9 @@ impl Series for QuerySeries {
     type Figures = QueryFigures;
 
     fn heap_bytes(&self) -> usize {
-        self.latency.heap_bytes() + self.text.as_ref().map_or(0, |t| t.len())
+        self.latency.heap_bytes()
+            + self.text.as_ref().map_or(0, |t| t.len())
+            + samples::heap_bytes(&self.samples, self.samples.capacity())
     }
 
     fn merge(&mut self, o: &Self, layout: &HdrLayout) {
@@ -186,14 +210,17 @@ impl Series for QuerySeries {
         if let Some(t) = &o.text {
             self.offer_text(t, o.text_hash);
         }
+        samples::merge(&mut self.samples, &o.samples, MAX_SAMPLES);
     }
 
-    fn into_figures(self, _: &HdrLayout, sigfig: u8) -> QueryFigures {
+    fn into_figures(mut self, _: &HdrLayout, sigfig: u8, k: usize) -> QueryFigures {
+        self.samples.truncate(k);
         QueryFigures {
             latency: self.latency.to_latency(sigfig),
             rows_sum: self.rows_sum,
             rows_max: self.rows_max,
             query_text: self.text.map(String::from),
+            samples: self.samples,
         }
     }
 }
@@ -203,6 +230,8 @@ pub struct RequestSeries {
     latency: LatencyState,
     /// 2xx, 3xx, 4xx, 5xx, other.
     status: [u64; 5],
+    /// The slowest requests, slowest first; allocated with the first one.
+    samples: Vec<RequestSample>,
 }
 
 /// Index into [`RequestSeries::status`] of an HTTP status code.
@@ -218,7 +247,24 @@ fn status_class(code: i32) -> usize {
 
 impl RequestSeries {
     #[inline]
-    pub fn record(&mut self, e: &RequestEvent, layout: &HdrLayout) -> bool {
+    pub fn record(
+        &mut self,
+        e: &RequestEvent,
+        layout: &HdrLayout,
+        source: Source,
+        k: usize,
+    ) -> bool {
+        samples::offer(&mut self.samples, k, e.response_time_us, source, || {
+            RequestSample {
+                duration_us: e.response_time_us,
+                status_code: e.status_code,
+                request_bytes: e.request_bytes,
+                response_bytes: e.response_bytes,
+                instance: e.instance.clone(),
+                event_time_us: e.occurred_at_us,
+                source,
+            }
+        });
         self.status[status_class(e.status_code)] += 1;
         self.latency.record(e.response_time_us, layout)
     }
@@ -229,7 +275,7 @@ impl Series for RequestSeries {
     type Figures = RequestFigures;
 
     fn heap_bytes(&self) -> usize {
-        self.latency.heap_bytes()
+        self.latency.heap_bytes() + samples::heap_bytes(&self.samples, self.samples.capacity())
     }
 
     fn merge(&mut self, o: &Self, layout: &HdrLayout) {
@@ -237,9 +283,11 @@ impl Series for RequestSeries {
         for (a, b) in self.status.iter_mut().zip(o.status) {
             *a += b;
         }
+        samples::merge(&mut self.samples, &o.samples, MAX_SAMPLES);
     }
 
-    fn into_figures(self, _: &HdrLayout, sigfig: u8) -> RequestFigures {
+    fn into_figures(mut self, _: &HdrLayout, sigfig: u8, k: usize) -> RequestFigures {
+        self.samples.truncate(k);
         let [s2, s3, s4, s5, other] = self.status;
         RequestFigures {
             latency: self.latency.to_latency(sigfig),
@@ -248,6 +296,7 @@ impl Series for RequestSeries {
             status_4xx: s4,
             status_5xx: s5,
             status_other: other,
+            samples: self.samples,
         }
     }
 }
@@ -313,7 +362,7 @@ impl Series for ResourceSeries {
         self.0.merge(&o.0);
     }
 
-    fn into_figures(self, _: &HdrLayout, _: u8) -> ResourceFigures {
+    fn into_figures(self, _: &HdrLayout, _: u8, _: usize) -> ResourceFigures {
         self.0
     }
 }
@@ -362,7 +411,19 @@ mod tests {
                     tenant_id: None,
                     executed_at_us: 0,
                 };
-                s.record(&e, &layout, usize::MAX);
+                s.record(
+                    &e,
+                    &layout,
+                    usize::MAX,
+                    Source {
+                        partition: crate::PartitionId {
+                            topic: 0,
+                            partition: 0,
+                        },
+                        offset: 0,
+                    },
+                    0,
+                );
             }
             assert_eq!(s.text.as_deref(), Some("select a"));
             assert_eq!(s.text_hash, text_hash("select a"));

@@ -238,6 +238,13 @@ impl Inner {
             group_id: self.kafka.group_id.clone(),
             owner: self.owner.clone(),
             rollups: plan.rollups.clone(),
+            topics: self
+                .kafka
+                .topics
+                .inputs()
+                .iter()
+                .map(|t| t.to_string())
+                .collect(),
             progress: plan
                 .progress
                 .iter()

@@ -77,6 +77,8 @@ impl Table for QueryTable {
             rows_max: column(row, NAME, "rows_max", ws)?,
             // The text lives in query_catalog, not in the rollup rows.
             query_text: None,
+            // Samples live in query_samples.
+            samples: Vec::new(),
         })
     }
 }

@@ -82,6 +82,8 @@ impl Table for RequestTable {
             status_4xx: count_column(row, NAME, "status_4xx", ws)?,
             status_5xx: count_column(row, NAME, "status_5xx", ws)?,
             status_other: count_column(row, NAME, "status_other", ws)?,
+            // Samples live in request_samples.
+            samples: Vec::new(),
         })
     }
 }

@@ -44,6 +44,7 @@ pub fn query(ws: i64, service: &str, hash: &str, values: &[i64], rows: i64) -> Q
             rows_sum: rows * values.len() as i64,
             rows_max: rows,
             query_text: Some(format!("SELECT * FROM t_{hash} WHERE id = ?")),
+            samples: Vec::new(),
         },
     }
 }
@@ -71,6 +72,7 @@ pub fn request(
             status_4xx: 0,
             status_5xx: errors,
             status_other: 0,
+            samples: Vec::new(),
         },
     }
 }
@@ -145,6 +147,11 @@ pub fn flush(owner: &str, rollups: Rollups, progress: Vec<PartitionProgress>) ->
         owner: owner.to_owned(),
         rollups,
         progress,
+        topics: vec![
+            "perf.query".into(),
+            "perf.request".into(),
+            "perf.resource".into(),
+        ],
     }
 }
 
