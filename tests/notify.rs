@@ -506,12 +506,13 @@ targets = ["critical"]
             b["alert_id"].as_str().unwrap().to_string(),
             b["state"].as_str().unwrap().to_string(),
         );
+        let (rule, severity, service, reason) = table.get(&key).expect("a transition of the table");
+        let dedup = format!("{}:{}:{severity}", key.0, key.1);
         assert_eq!(
             r.headers.get("x-perfstream-dedup-id").map(String::as_str),
-            Some(format!("{}:{}", key.0, key.1).as_str())
+            Some(dedup.as_str())
         );
-        assert_eq!(b["dedup_id"], format!("{}:{}", key.0, key.1));
-        let (rule, severity, service, reason) = table.get(&key).expect("a transition of the table");
+        assert_eq!(b["dedup_id"], dedup);
         // Resolves say why (issue 15, section 3); the episodes end by clearing or by silence.
         if key.1 == "resolved" {
             let why = reason.as_deref().expect("a resolve has a reason");

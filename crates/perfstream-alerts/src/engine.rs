@@ -535,11 +535,29 @@ impl State {
             for (k, v) in &rule.labels {
                 all.entry(k.clone()).or_insert_with(|| v.clone());
             }
-            let (alert_id, reason) = match edge {
-                Edge::Fired(id) => (id, None),
-                Edge::Resolved(id, why) => (id, Some(why)),
+            let (alert_id, reason, escalated) = match edge {
+                Edge::Fired(id) => (id, None, false),
+                Edge::Escalated(id) => (id, None, true),
+                Edge::Resolved(id, why) => (id, Some(why), false),
             };
             let fired = reason.is_none();
+            // Critical: the phase after a fire or an escalation, the phase before a resolve.
+            let phase = if fired { next.as_ref() } else { prev.as_ref() };
+            let critical = matches!(phase, Some(Phase::Firing { critical: true, .. }));
+            let severity = if critical {
+                Severity::Critical
+            } else {
+                rule.severity
+            };
+            let threshold = match (obs.detail, rule.critical_threshold) {
+                (lifecycle::Detail::Burn { factor }, _) => factor,
+                (_, Some(c)) if critical && fired => c,
+                _ => rule.threshold,
+            };
+            let mut text = message(id, reason, labels, obs, rule);
+            if escalated {
+                text = format!("{text}; escalated to critical (past {threshold})");
+            }
             self.out.transitions.push(Transition {
                 rule: id,
                 key: key.to_string(),
@@ -549,15 +567,12 @@ impl State {
                 } else {
                     perfstream_events::AlertState::Resolved
                 },
-                severity: rule.severity,
+                severity,
                 service: labels.get("service").cloned().unwrap_or_default(),
-                message: message(id, reason, labels, obs, rule),
+                message: text,
                 labels: all,
                 observed_value: obs.value,
-                threshold: match obs.detail {
-                    lifecycle::Detail::Burn { factor } => factor,
-                    _ => rule.threshold,
-                },
+                threshold,
                 clear_threshold: match obs.detail {
                     lifecycle::Detail::Burn { factor } => factor,
                     _ => rule.clear_threshold,

@@ -74,12 +74,14 @@ pub enum Phase {
     },
     /// Firing since the window starting at `since_us`; `clear_count` consecutive clear windows
     /// seen (resolves when it exceeds `keep_firing_for`), `missing` consecutive windows without
-    /// data (resolves when it exceeds `no_data_windows`).
+    /// data (resolves when it exceeds `no_data_windows`); `critical` once a window passed the
+    /// rule's `critical_threshold` (escalation is one way: the episode stays critical).
     Firing {
         alert_id: String,
         since_us: i64,
         clear_count: u32,
         missing: u32,
+        critical: bool,
     },
 }
 
@@ -87,7 +89,25 @@ pub enum Phase {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Edge {
     Fired(String),
+    /// A firing alert passed its `critical_threshold`: the same alert, now critical.
+    Escalated(String),
     Resolved(String, ResolveReason),
+}
+
+/// Whether a window with data is past the rule's critical threshold (issue 15, section 2).
+/// Never for a rule that is critical already: there is nothing to escalate to.
+pub fn is_critical(rule: &Rule, obs: &Observation) -> bool {
+    match rule.critical_threshold {
+        Some(c) if rule.severity != crate::Severity::Critical && !obs.no_data => {
+            obs.value.is_finite()
+                && if rule.id.fires_below() {
+                    obs.value < c
+                } else {
+                    obs.value > c
+                }
+        }
+        _ => false,
+    }
 }
 
 /// Why an alert resolved (issue 15): a no-data resolve is not a recovery, and its
@@ -161,6 +181,7 @@ pub fn step(
                 since_us,
                 clear_count,
                 missing,
+                critical,
             }) => {
                 if missing + 1 > rule.no_data_windows {
                     (
@@ -173,6 +194,7 @@ pub fn step(
                         since_us: *since_us,
                         clear_count: *clear_count,
                         missing: missing + 1,
+                        critical: *critical,
                     };
                     (Some(p), None)
                 }
@@ -195,6 +217,7 @@ pub fn step(
                     since_us: window.start_us,
                     clear_count: 0,
                     missing: 0,
+                    critical: is_critical(rule, obs),
                 };
                 (Some(p), Some(Edge::Fired(id)))
             } else {
@@ -212,6 +235,7 @@ pub fn step(
             alert_id,
             since_us,
             clear_count,
+            critical,
             ..
         }) => {
             let c = if obs.clear { clear_count + 1 } else { 0 };
@@ -221,13 +245,15 @@ pub fn step(
                     Some(Edge::Resolved(alert_id.clone(), ResolveReason::Cleared)),
                 )
             } else {
+                let escalate = !critical && is_critical(rule, obs);
                 let p = Phase::Firing {
                     alert_id: alert_id.clone(),
                     since_us: *since_us,
                     clear_count: c,
                     missing: 0,
+                    critical: *critical || escalate,
                 };
-                (Some(p), None)
+                (Some(p), escalate.then(|| Edge::Escalated(alert_id.clone())))
             }
         }
     }

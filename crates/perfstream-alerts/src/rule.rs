@@ -93,6 +93,7 @@ impl RuleId {
             max_rate_growth: 0.1,
             baseline_days: 7,
             min_baseline_days: 3,
+            critical_threshold: None,
             slo_target: 0.999,
             burn_windows: vec![
                 BurnWindow {
@@ -237,6 +238,7 @@ pub struct Rule {
     pub min_baseline_days: u32,
     pub slo_target: f64,
     pub burn_windows: Vec<BurnWindow>,
+    pub critical_threshold: Option<f64>,
 }
 
 impl Rule {
@@ -268,6 +270,9 @@ impl Rule {
             slo_target,
             burn_windows
         );
+        if let Some(c) = p.critical_threshold {
+            self.critical_threshold = Some(c);
+        }
         self.for_windows = self.for_windows.max(1);
         self.windows = self.windows.max(3);
     }
@@ -358,6 +363,18 @@ fn check(r: &Rule) -> Result<(), crate::AlertError> {
         return Err(bad(
             "clear_threshold must be on the healthy side of threshold",
         ));
+    }
+    if let Some(c) = r.critical_threshold {
+        let beyond = if r.id.fires_below() {
+            c <= r.threshold
+        } else {
+            c >= r.threshold
+        };
+        if !c.is_finite() || !beyond {
+            return Err(bad(
+                "critical_threshold must be finite and at or beyond threshold",
+            ));
+        }
     }
     if !(r.slo_target > 0.0 && r.slo_target < 1.0) {
         return Err(bad("slo_target must be between 0 and 1 (exclusive)"));

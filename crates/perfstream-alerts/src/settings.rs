@@ -160,6 +160,11 @@ pub struct RulePatch {
     /// Fire threshold, in the rule's unit.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub threshold: Option<f64>,
+    /// A second, critical level beyond `threshold` (e.g. memory 0.8 warning, 0.9 critical): a
+    /// firing alert whose figure passes it becomes critical (one more `firing` event, same
+    /// alert id, severity `critical`) and stays critical until it resolves. Default none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub critical_threshold: Option<f64>,
     /// Clear threshold (hysteresis): a firing alert clears only past this value.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub clear_threshold: Option<f64>,

@@ -860,3 +860,108 @@ fn burn_rate_is_off_by_default_and_checks_its_objective() {
     let err = Engine::new(&s).unwrap_err();
     assert!(err.to_string().contains("error_budget_burn"), "{err}");
 }
+
+fn memory(instance: &str, used: f64) -> ResourceRow {
+    ResourceRow {
+        memory_utilization_mean: Some(used),
+        memory_utilization_last: Some(used),
+        ..resource(instance)
+    }
+}
+
+fn two_levels() -> AlertSettings {
+    let mut s = AlertSettings::default();
+    s.rules.memory_utilization = RulePatch {
+        threshold: Some(0.8),
+        critical_threshold: Some(0.9),
+        ..RulePatch::default()
+    };
+    s
+}
+
+/// Issue 15, section 2: memory at 80 % warns, at 90 % the same alert becomes critical (one
+/// more firing event, same id), and it resolves once, critical.
+#[test]
+fn one_alert_escalates_from_warning_to_critical() {
+    let mut e = Engine::new(&two_levels()).unwrap();
+    let levels = [0.5, 0.85, 0.87, 0.95, 0.85, 0.97, 0.7, 0.5];
+    let mut got = Vec::new();
+    for (i, v) in levels.iter().enumerate() {
+        let mut r = WindowRows::empty(window(i as i64));
+        r.resources.push(memory("i-1", *v));
+        for t in e.evaluate(&r).unwrap().transitions {
+            got.push((i, t));
+        }
+    }
+    let summary: Vec<(usize, AlertState, Severity, f64)> = got
+        .iter()
+        .filter(|(_, t)| t.rule == RuleId::MemoryUtilization)
+        .map(|(i, t)| (*i, t.state, t.severity, t.threshold))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (1, AlertState::Firing, Severity::Warning, 0.8),
+            (3, AlertState::Firing, Severity::Critical, 0.9),
+            (6, AlertState::Resolved, Severity::Critical, 0.8),
+        ],
+        "no second escalation at 0.97, no de-escalation at 0.85"
+    );
+    let ids: std::collections::BTreeSet<&str> =
+        got.iter().map(|(_, t)| t.alert_id.as_str()).collect();
+    assert_eq!(ids.len(), 1, "one alert");
+    assert!(
+        got[1].1.message.contains("escalated to critical"),
+        "{}",
+        got[1].1.message
+    );
+}
+
+/// Past the critical level at once: one firing event, critical. A restart keeps the level.
+#[test]
+fn a_jump_past_critical_fires_critical_and_a_restart_keeps_it() {
+    let s = two_levels();
+    let mut first = Engine::new(&s).unwrap();
+    let mut r = WindowRows::empty(window(0));
+    r.resources.push(memory("i-1", 0.95));
+    let ev = first.evaluate(&r).unwrap();
+    let t: Vec<_> = ev
+        .transitions
+        .iter()
+        .filter(|t| t.rule == RuleId::MemoryUtilization)
+        .collect();
+    assert_eq!(t.len(), 1);
+    assert_eq!(
+        (t[0].state, t[0].severity),
+        (AlertState::Firing, Severity::Critical)
+    );
+    let mut second = Engine::new(&s).unwrap();
+    second.restore(ev.changes);
+    let mut r = WindowRows::empty(window(1));
+    r.resources.push(memory("i-1", 0.96));
+    assert!(
+        second.evaluate(&r).unwrap().transitions.is_empty(),
+        "no repeat"
+    );
+    let mut r = WindowRows::empty(window(2));
+    r.resources.push(memory("i-1", 0.5));
+    let t = second.evaluate(&r).unwrap().transitions;
+    assert_eq!(
+        (t[0].state, t[0].severity),
+        (AlertState::Resolved, Severity::Critical)
+    );
+}
+
+#[test]
+fn a_critical_threshold_on_the_wrong_side_is_rejected() {
+    let mut s = AlertSettings::default();
+    s.rules.memory_utilization.critical_threshold = Some(0.7);
+    let e = Engine::new(&s).unwrap_err().to_string();
+    assert!(
+        e.contains("memory_utilization") && e.contains("critical_threshold"),
+        "{e}"
+    );
+    let mut s = AlertSettings::default();
+    s.rules.cache_hit_ratio.critical_threshold = Some(0.5); // fires below 0.8: 0.5 is beyond
+    assert!(Engine::new(&s).is_ok());
+}

@@ -33,7 +33,8 @@ pub(crate) async fn load_state(
     group: &str,
 ) -> Result<Vec<StateRow>, EvalError> {
     let rows = sqlx::query(
-        "SELECT rule, alert_key, labels::text, phase, alert_id, since, window_count, missing_windows
+        "SELECT rule, alert_key, labels::text, phase, alert_id, since, window_count, missing_windows,
+                critical
          FROM alert_state WHERE group_id = $1",
     )
     .bind(group)
@@ -69,6 +70,7 @@ pub(crate) async fn load_state(
                 since_us,
                 clear_count: count,
                 missing,
+                critical: r.get(8),
             },
             _ => return Err(bad("phase")),
         };
@@ -159,11 +161,13 @@ pub(crate) async fn commit(
                     observed_value, threshold, clear_threshold, window_start, window_end, transitioned_at, message,
                     resolve_reason)
                 SELECT a, s, r, sev, svc, k, l::jsonb, v, th, cth, ws, we, ta, m, why FROM t ORDER BY ord
-                ON CONFLICT (alert_id, state) DO NOTHING
-                RETURNING alert_id, state
+                ON CONFLICT (alert_id, state, severity) DO NOTHING
+                RETURNING alert_id, state, severity
              )
              INSERT INTO alert_outbox (alert_id, state, payload)
-             SELECT t.a, t.s, t.p FROM t JOIN ins ON ins.alert_id = t.a AND ins.state = t.s ORDER BY t.ord",
+             SELECT t.a, t.s, t.p FROM t
+             JOIN ins ON ins.alert_id = t.a AND ins.state = t.s AND ins.severity = t.sev
+             ORDER BY t.ord",
         )
         .bind(&ids)
         .bind(&states)
@@ -195,23 +199,25 @@ pub(crate) async fn commit(
                 del_keys.push(c.key.as_str());
             }
             Some(p) => {
-                let (phase, alert_id, since_us, count, missing) = match p {
+                let (phase, alert_id, since_us, count, missing, critical) = match p {
                     Phase::Pending {
                         count,
                         since_us,
                         missing,
-                    } => ("pending", None, *since_us, *count, *missing),
+                    } => ("pending", None, *since_us, *count, *missing, false),
                     Phase::Firing {
                         alert_id,
                         since_us,
                         clear_count,
                         missing,
+                        critical,
                     } => (
                         "firing",
                         Some(alert_id.as_str()),
                         *since_us,
                         *clear_count,
                         *missing,
+                        *critical,
                     ),
                 };
                 up.rules.push(c.rule.as_str());
@@ -223,6 +229,7 @@ pub(crate) async fn commit(
                 up.since.push(to_ts(since_us));
                 up.counts.push(i32::try_from(count).unwrap_or(i32::MAX));
                 up.missing.push(i32::try_from(missing).unwrap_or(i32::MAX));
+                up.critical.push(critical);
             }
         }
     }
@@ -241,14 +248,15 @@ pub(crate) async fn commit(
     if !up.rules.is_empty() {
         sqlx::query(
             "INSERT INTO alert_state (group_id, rule, alert_key, labels, phase, alert_id, since, window_count,
-                missing_windows)
-             SELECT $1, r, k, l::jsonb, p, a, s, c, m
+                missing_windows, critical)
+             SELECT $1, r, k, l::jsonb, p, a, s, c, m, cr
              FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[],
-                $8::int4[], $9::int4[]) AS t(r, k, l, p, a, s, c, m)
+                $8::int4[], $9::int4[], $10::bool[]) AS t(r, k, l, p, a, s, c, m, cr)
              ON CONFLICT (group_id, rule, alert_key) DO UPDATE SET
                 labels = EXCLUDED.labels, phase = EXCLUDED.phase, alert_id = EXCLUDED.alert_id,
                 since = EXCLUDED.since, window_count = EXCLUDED.window_count,
-                missing_windows = EXCLUDED.missing_windows, updated_at = now()",
+                missing_windows = EXCLUDED.missing_windows, critical = EXCLUDED.critical,
+                updated_at = now()",
         )
         .bind(group)
         .bind(&up.rules)
@@ -259,6 +267,7 @@ pub(crate) async fn commit(
         .bind(&up.since)
         .bind(&up.counts)
         .bind(&up.missing)
+        .bind(&up.critical)
         .execute(&mut *tx)
         .await
         .map_err(db("storing alert state"))?;
@@ -295,6 +304,7 @@ struct StateColumns<'a> {
     since: Vec<chrono::DateTime<chrono::Utc>>,
     counts: Vec<i32>,
     missing: Vec<i32>,
+    critical: Vec<bool>,
 }
 
 fn finite(v: f64) -> f64 {

@@ -33,7 +33,8 @@ use std::time::Duration;
 
 pub use backoff::{Bucket, backoff};
 pub use payload::{
-    DEDUP_HEADER, SIGNATURE_HEADER, alert_labels, alertmanager_alert, signature, webhook_body,
+    DEDUP_HEADER, SIGNATURE_HEADER, alert_labels, alertmanager_alert, dedup_id, signature,
+    webhook_body,
 };
 pub use route::targets_for;
 pub use run::{notify_lock_name, run_notifier};

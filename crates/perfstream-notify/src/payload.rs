@@ -11,8 +11,19 @@ use sha2::{Digest, Sha256};
 
 /// The header carrying the webhook body's signature.
 pub const SIGNATURE_HEADER: &str = "X-Perfstream-Signature";
-/// The header carrying the dedup id `<alert_id>:<state>`.
+/// The header carrying the dedup id (see [`dedup_id`]).
 pub const DEDUP_HEADER: &str = "X-Perfstream-Dedup-Id";
+
+/// What identifies a transition: `<alert_id>:<state>:<severity>` (an escalation is a second
+/// `firing` of the same alert, at `critical`).
+pub fn dedup_id(e: &AlertEvent) -> String {
+    format!(
+        "{}:{}:{}",
+        e.alert_id,
+        e.state.as_str(),
+        e.severity.as_str()
+    )
+}
 
 fn rfc3339(us: i64) -> String {
     DateTime::<Utc>::from_timestamp_micros(us)
@@ -82,8 +93,9 @@ fn url_component(s: &str) -> String {
 /// The alert id is a label, so each episode is its own Alertmanager alert (its fingerprint).
 /// Firing: `startsAt` is the start of the window it fired in, `endsAt` four `resend` intervals
 /// after `now_us` (re-sent every `resend` while firing, as Prometheus does, so Alertmanager keeps
-/// it active exactly as long as perfstream vouches for it). Resolved: `startsAt` is the firing
-/// window's start (`fired_at_us`, when known), `endsAt` when the evaluator recorded the resolve.
+/// it active exactly as long as perfstream vouches for it). `startsAt` is the start of the window
+/// the alert first fired in (`fired_at_us`, when known). Resolved: `endsAt` is when the
+/// evaluator recorded the resolve.
 pub fn alertmanager_alert(
     e: &AlertEvent,
     resolve_reason: Option<&str>,
@@ -126,12 +138,12 @@ pub fn alertmanager_alert(
 }
 
 /// The webhook body (documented in `docs/alerts.md`): the transition's fields, times in
-/// RFC 3339 and in microseconds, `dedup_id` = `<alert_id>:<state>`, and for a resolve its
+/// RFC 3339 and in microseconds, `dedup_id` = `<alert_id>:<state>:<severity>`, and for a resolve its
 /// `resolve_reason` (`cleared`, `no_data`, `rule_disabled`; null when unknown or firing).
 pub fn webhook_body(e: &AlertEvent, resolve_reason: Option<&str>, dashboard_url: &str) -> Vec<u8> {
     let body = json!({
         "version": 1,
-        "dedup_id": format!("{}:{}", e.alert_id, e.state.as_str()),
+        "dedup_id": dedup_id(e),
         "alert_id": e.alert_id,
         "state": e.state.as_str(),
         "rule": e.rule,
@@ -269,7 +281,7 @@ mod tests {
             "",
         ))
         .expect("json");
-        assert_eq!(b["dedup_id"], "00ff:resolved");
+        assert_eq!(b["dedup_id"], "00ff:resolved:critical");
         assert_eq!(b["severity"], "critical");
         assert_eq!(b["labels"]["instance"], "i-1");
         assert_eq!(b["dashboard_url"], Value::Null);

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use perfstream_events::AlertEvent;
+use perfstream_events::{AlertEvent, AlertState, Severity};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::watch;
@@ -14,7 +14,9 @@ use tracing::{info, warn};
 
 use crate::NotifyError;
 use crate::backoff::{Bucket, backoff};
-use crate::payload::{DEDUP_HEADER, SIGNATURE_HEADER, alertmanager_alert, signature, webhook_body};
+use crate::payload::{
+    DEDUP_HEADER, SIGNATURE_HEADER, alertmanager_alert, dedup_id, signature, webhook_body,
+};
 use crate::send::post;
 use crate::settings::{NotifySettings, TargetKind, TargetSettings};
 use crate::stats::NotifyStats;
@@ -344,10 +346,7 @@ async fn deliver(
                     break;
                 }
                 let body = webhook_body(&p.event, p.reason.as_deref(), dashboard);
-                let mut headers = vec![(
-                    DEDUP_HEADER,
-                    format!("{}:{}", p.event.alert_id, p.event.state.as_str()),
-                )];
+                let mut headers = vec![(DEDUP_HEADER, dedup_id(&p.event))];
                 if let Some(secret) = &cfg.secret {
                     headers.push((SIGNATURE_HEADER, signature(secret.as_bytes(), &body)));
                 }
@@ -366,19 +365,33 @@ async fn deliver(
                 if !t.bucket.try_take(now_s) {
                     break;
                 }
-                let alerts: Vec<serde_json::Value> = chunk
-                    .iter()
-                    .map(|p| {
-                        alertmanager_alert(
-                            &p.event,
-                            p.reason.as_deref(),
+                let mut alerts = Vec::with_capacity(chunk.len());
+                for p in chunk {
+                    // An escalation changes the severity label, so the alert at the old
+                    // severity is resolved in the same request.
+                    for old in &p.superseded {
+                        let mut e = p.event.clone();
+                        e.severity = Severity::parse(old).unwrap_or(e.severity);
+                        e.state = AlertState::Resolved;
+                        e.transitioned_at_us = now_us;
+                        alerts.push(alertmanager_alert(
+                            &e,
+                            None,
                             p.fired_at_us,
                             now_us,
                             cfg.resend_interval,
                             dashboard,
-                        )
-                    })
-                    .collect();
+                        ));
+                    }
+                    alerts.push(alertmanager_alert(
+                        &p.event,
+                        p.reason.as_deref(),
+                        p.fired_at_us,
+                        now_us,
+                        cfg.resend_interval,
+                        dashboard,
+                    ));
+                }
                 let body = serde_json::to_vec(&alerts).unwrap_or_default();
                 let seqs: Vec<i64> = chunk.iter().map(|p| p.seq).collect();
                 match post(url.clone(), body, Vec::new(), cfg.timeout).await {

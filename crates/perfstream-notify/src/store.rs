@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use perfstream_events::{AlertEvent, AlertState};
+use perfstream_events::AlertEvent;
 use sqlx::{Connection, PgConnection, Row};
 use tracing::warn;
 
@@ -85,7 +85,8 @@ pub(crate) async fn route_new(
             fired_to.entry(r.get(0)).or_default().insert(r.get(1));
         }
     }
-    let (mut targets, mut seqs, mut ids, mut states) = (vec![], vec![], vec![], vec![]);
+    let (mut targets, mut seqs, mut ids, mut states, mut sevs) =
+        (vec![], vec![], vec![], vec![], vec![]);
     for r in &rows {
         let (seq, alert_id, state): (i64, String, String) = (r.get(0), r.get(1), r.get(2));
         let event = match perfstream_events::decode_alert(&r.get::<Vec<u8>, _>(3)) {
@@ -109,17 +110,19 @@ pub(crate) async fn route_new(
             seqs.push(seq);
             ids.push(alert_id.clone());
             states.push(state.clone());
+            sevs.push(event.severity.as_str());
         }
     }
     let created = sqlx::query(
-        "INSERT INTO alert_deliveries (target, seq, alert_id, state)
-         SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[])
+        "INSERT INTO alert_deliveries (target, seq, alert_id, state, severity)
+         SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[])
          ON CONFLICT DO NOTHING",
     )
     .bind(&targets)
     .bind(&seqs)
     .bind(&ids)
     .bind(&states)
+    .bind(&sevs)
     .execute(&mut *tx)
     .await
     .map_err(db("creating deliveries"))?
@@ -141,8 +144,11 @@ pub(crate) async fn route_new(
 pub(crate) struct Pending {
     pub seq: i64,
     pub event: AlertEvent,
-    /// For a resolved transition: the start of the window its alert fired in.
+    /// The start of the window its alert first fired in (from `alerts`), if recorded.
     pub fired_at_us: Option<i64>,
+    /// For an escalation: the severities this target already has the alert firing at
+    /// (Alertmanager gets them resolved: the severity is in its labels).
+    pub superseded: Vec<String>,
     /// For a resolved transition: why (`alerts.resolve_reason`).
     pub reason: Option<String>,
 }
@@ -155,12 +161,18 @@ pub(crate) async fn pending(
     limit: i64,
 ) -> Result<Vec<Pending>, NotifyError> {
     let rows = sqlx::query(
-        "SELECT d.seq, o.payload, (extract(epoch FROM f.window_start) * 1e6)::bigint,
-                t.resolve_reason
+        "SELECT d.seq, o.payload,
+                (SELECT (extract(epoch FROM min(f.window_start)) * 1e6)::bigint FROM alerts f
+                 WHERE f.alert_id = d.alert_id AND f.state = 'firing'),
+                t.resolve_reason,
+                CASE WHEN d.state = 'firing' THEN ARRAY(
+                    SELECT p.severity FROM alert_deliveries p
+                    WHERE p.target = d.target AND p.alert_id = d.alert_id AND p.state = 'firing'
+                      AND p.seq < d.seq AND p.severity <> d.severity) END
          FROM alert_deliveries d
          JOIN alert_outbox o ON o.seq = d.seq
-         LEFT JOIN alerts f ON f.alert_id = d.alert_id AND f.state = 'firing'
          LEFT JOIN alerts t ON t.alert_id = d.alert_id AND t.state = d.state
+             AND t.severity = d.severity
          WHERE d.target = $1 AND d.delivered_at IS NULL
          ORDER BY d.seq LIMIT $2",
     )
@@ -175,10 +187,9 @@ pub(crate) async fn pending(
         match perfstream_events::decode_alert(&r.get::<Vec<u8>, _>(1)) {
             Ok(event) => out.push(Pending {
                 seq,
-                fired_at_us: (event.state == AlertState::Resolved)
-                    .then(|| r.get::<Option<i64>, _>(2))
-                    .flatten(),
+                fired_at_us: r.get(2),
                 reason: r.get(3),
+                superseded: r.get::<Option<Vec<String>>, _>(4).unwrap_or_default(),
                 event,
             }),
             Err(error) => {
@@ -227,7 +238,8 @@ pub(crate) async fn attempted(
     Ok(())
 }
 
-/// The alerts firing at a target: firing delivered there, no resolved routed there yet.
+/// The alerts firing at a target: the latest firing (severity) delivered there, no resolved
+/// routed there yet.
 pub(crate) async fn firing(
     conn: &mut PgConnection,
     target: &str,
@@ -237,7 +249,7 @@ pub(crate) async fn firing(
          WHERE d.target = $1 AND d.state = 'firing' AND d.delivered_at IS NOT NULL
            AND NOT EXISTS (SELECT 1 FROM alert_deliveries r
                            WHERE r.target = d.target AND r.alert_id = d.alert_id
-                             AND r.state = 'resolved')
+                             AND (r.state = 'resolved' OR r.seq > d.seq))
          ORDER BY d.seq",
     )
     .bind(target)

@@ -55,11 +55,21 @@ fn receiver(addr: SocketAddr, log: Log) {
     });
 }
 
+/// A free port never handed out before in this process: the tests run in parallel, and a port
+/// left closed on purpose (a target that is down) must not be given to another test.
 fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    loop {
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr");
+        let mut given = GIVEN.lock().unwrap();
+        if !given.contains(&addr.port()) {
+            given.push(addr.port());
+            return addr;
+        }
+    }
 }
 
 fn webhook(name: &str, addr: SocketAddr) -> TargetSettings {
@@ -153,6 +163,8 @@ struct Running {
 }
 
 fn start(pool: &PgPool, s: NotifySettings, stats: NotifyStats) -> Running {
+    // The notifier's warnings in the test output (shown when a test fails).
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     let (stop, rx) = oneshot::channel::<()>();
     let pool = pool.clone();
     let task = tokio::spawn(async move {
@@ -203,7 +215,7 @@ async fn a_down_target_never_holds_up_another_and_catches_up_in_order(pool: PgPo
         settings(vec![webhook("a", down), webhook("b", up)], vec![]),
         stats.clone(),
     );
-    let want = ["x:firing", "y:firing", "x:resolved"];
+    let want = ["x:firing:warning", "y:firing:warning", "x:resolved:warning"];
     eventually("b to get everything", || async {
         (received(&log, "/b") == want).then_some(())
     })
@@ -285,8 +297,11 @@ async fn routes_match_severity_and_a_resolve_follows_its_firing(pool: PgPool) {
     })
     .await;
     n.stop().await;
-    assert_eq!(received(&log, "/pager"), ["c:firing"]);
-    assert_eq!(received(&log, "/chat"), ["c:firing", "w:firing"]);
+    assert_eq!(received(&log, "/pager"), ["c:firing:critical"]);
+    assert_eq!(
+        received(&log, "/chat"),
+        ["c:firing:critical", "w:firing:warning"]
+    );
 
     // The pager route is removed; c resolves: the pager still hears of it.
     let second = settings(targets, vec![route(&[], &[], "chat")]);
@@ -297,5 +312,111 @@ async fn routes_match_severity_and_a_resolve_follows_its_firing(pool: PgPool) {
     })
     .await;
     n.stop().await;
-    assert_eq!(received(&log, "/pager"), ["c:firing", "c:resolved"]);
+    assert_eq!(
+        received(&log, "/pager"),
+        ["c:firing:critical", "c:resolved:critical"]
+    );
+}
+
+/// Issue 15, section 2: an escalation (a second firing of the same alert, critical) reaches a
+/// critical-only route that never heard of the warning, every webhook once per dedup id, and
+/// Alertmanager as the critical alert plus the warning one resolved in the same request (the
+/// severity is one of its labels).
+#[sqlx::test(migrations = "../../migrations")]
+async fn an_escalation_reaches_critical_routes_and_replaces_the_warning_in_alertmanager(
+    pool: PgPool,
+) {
+    let addr = free_addr();
+    let log = Log::default();
+    receiver(addr, log.clone());
+    let mut am = webhook("am", addr);
+    am.kind = TargetKind::Alertmanager;
+    am.url = format!("http://{addr}/am");
+    let routes = vec![
+        Route {
+            matches: BTreeMap::new(),
+            severities: vec!["critical".into()],
+            targets: vec!["pager".into()],
+        },
+        Route {
+            matches: BTreeMap::new(),
+            severities: vec![],
+            targets: vec!["chat".into(), "am".into()],
+        },
+    ];
+    transition(&pool, "x", AlertState::Firing, Severity::Warning).await;
+    let n = start(
+        &pool,
+        settings(
+            vec![webhook("pager", addr), webhook("chat", addr), am],
+            routes,
+        ),
+        NotifyStats::default(),
+    );
+    eventually("the warning", || async {
+        (received(&log, "/chat").len() == 1).then_some(())
+    })
+    .await;
+    transition(&pool, "x", AlertState::Firing, Severity::Critical).await;
+    transition(&pool, "x", AlertState::Resolved, Severity::Critical).await;
+    eventually("the escalation and the resolve", || async {
+        (received(&log, "/chat").len() == 3 && received(&log, "/pager").len() == 2).then_some(())
+    })
+    .await;
+    // Alertmanager requests (JSON arrays): wait for the one with the resolve.
+    let am_alerts = |log: &Log| -> Vec<(String, String, bool)> {
+        log.lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _)| p.starts_with("/am/"))
+            .flat_map(|(_, b)| b.as_array().cloned().unwrap_or_default())
+            .map(|a| {
+                let ends = a["endsAt"].as_str().unwrap().to_string();
+                let past =
+                    chrono::DateTime::parse_from_rfc3339(&ends).unwrap() <= chrono::Utc::now();
+                (
+                    a["labels"]["severity"].as_str().unwrap().to_string(),
+                    a["annotations"]["resolve_reason"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
+                    past,
+                )
+            })
+            .collect()
+    };
+    eventually("alertmanager to get the resolve", || async {
+        am_alerts(&log)
+            .iter()
+            .any(|a| a.1 == "cleared")
+            .then_some(())
+    })
+    .await;
+    n.stop().await;
+    assert_eq!(
+        received(&log, "/chat"),
+        [
+            "x:firing:warning",
+            "x:firing:critical",
+            "x:resolved:critical"
+        ]
+    );
+    assert_eq!(
+        received(&log, "/pager"),
+        ["x:firing:critical", "x:resolved:critical"]
+    );
+    let am = am_alerts(&log);
+    // The first delivery (and refreshes) fire the warning; the escalation resolves the warning
+    // and fires the critical; the resolve ends the critical.
+    let warning_ended = am.iter().position(|a| a.0 == "warning" && a.2);
+    let critical_firing = am.iter().position(|a| a.0 == "critical" && !a.2);
+    let critical_ended = am.iter().position(|a| a.0 == "critical" && a.2);
+    assert!(
+        warning_ended.is_some() && critical_firing.is_some() && critical_ended.is_some(),
+        "{am:?}"
+    );
+    assert!(
+        warning_ended < critical_ended && critical_firing < critical_ended,
+        "{am:?}"
+    );
 }
