@@ -96,8 +96,10 @@ pub fn offer<S: Ranked>(
     {
         return; // the same event again
     }
-    if list.capacity() == 0 {
-        list.reserve_exact(k);
+    if list.len() == list.capacity() && list.len() < k {
+        // Grow one at a time: most series of a window see a handful of events, and a sample
+        // is about 90 bytes.
+        list.reserve_exact(1);
     }
     list.insert(at, make());
     list.truncate(k);
