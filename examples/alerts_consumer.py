@@ -2,14 +2,15 @@
 """Reads perfstream's alert transitions from Kafka and acts on each one once.
 
 Delivery on `perf.alerts` is at-least-once: a transition can arrive twice (a relay crashed after
-the broker acknowledged it). `(alert_id, state)` identifies a transition, and a repeat carries
-identical bytes, so this consumer drops repeats by that pair. It commits an offset only after
+the broker acknowledged it). `(alert_id, state, severity)` identifies a transition (an escalation
+is a second `firing` of the same alert at `critical`), and a repeat carries identical bytes, so
+this consumer drops repeats by that triple. It commits an offset only after
 the transitions before it were handled (at-least-once on our side too).
 
     pip install 'confluent-kafka==2.16.1' 'fastavro==1.13.1'
     python examples/alerts_consumer.py --bootstrap localhost:9092 --schema schemas/alert_event.avsc
 
-The dedup set is in memory and bounded (the last `--remember` pairs); keep it in a database if
+The dedup set is in memory and bounded (the last `--remember` transitions); keep it in a database if
 repeats across restarts matter (a repeat comes soon after the original, so a bounded set
 catches almost all).
 """
@@ -41,7 +42,7 @@ def main():
         }
     )
     consumer.subscribe([args.topic])
-    seen = OrderedDict()  # (alert_id, state) -> None, oldest first
+    seen = OrderedDict()  # (alert_id, state, severity) -> None, oldest first
     try:
         while True:
             msg = consumer.poll(1.0)
@@ -54,7 +55,7 @@ def main():
             if not value or value[0] != 0:
                 raise SystemExit(f"not the Confluent wire format at offset {msg.offset()}")
             alert = fastavro.schemaless_reader(io.BytesIO(value[5:]), schema)
-            key = (alert["alert_id"], alert["state"])
+            key = (alert["alert_id"], alert["state"], alert["severity"])
             if key not in seen:
                 seen[key] = None
                 if len(seen) > args.remember:
