@@ -1,8 +1,9 @@
 //! Prints the alerts of the alerts topic, one line per transition.
 //!
 //! Delivery is at-least-once: a transition can arrive twice (after an evaluator crash between
-//! the broker's acknowledgement and marking the outbox row sent). `(alert_id, state)` identifies
-//! a transition, so this consumer drops repeats it has seen. Messages are keyed by `alert_id`,
+//! the broker's acknowledgement and marking the outbox row sent). `(alert_id, state, severity)`
+//! identifies a transition (an escalation is a second firing at critical), so this consumer
+//! drops repeats it has seen. Messages are keyed by `alert_id`,
 //! so one alert's firing always precedes its resolved event within its partition.
 //!
 //! ```text
@@ -46,7 +47,11 @@ fn main() -> anyhow::Result<()> {
     consumer.subscribe(&[&args.topic]).context("subscribing")?;
     // Transitions printed so far. A consumer that runs for months would bound this set (by age
     // of the window, say); repeats arrive within minutes of the original.
-    let mut seen: HashSet<(String, perfstream_events::AlertState)> = HashSet::new();
+    let mut seen: HashSet<(
+        String,
+        perfstream_events::AlertState,
+        perfstream_events::Severity,
+    )> = HashSet::new();
     let mut printed = 0usize;
     while args.max.is_none_or(|m| printed < m) {
         let Some(m) = consumer.poll(Duration::from_millis(500)) else {
@@ -65,7 +70,7 @@ fn main() -> anyhow::Result<()> {
                 continue;
             }
         };
-        if !seen.insert((a.alert_id.clone(), a.state)) {
+        if !seen.insert((a.alert_id.clone(), a.state, a.severity)) {
             continue; // a repeat of a transition already printed
         }
         let labels: Vec<String> = a.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();

@@ -8,8 +8,8 @@
 //! windows were judged. A leader that dies before its commit leaves nothing; its successor
 //! judges the same windows from the same state and reaches the same transitions with the same
 //! ids. A leader that dies after its commit leaves outbox rows that the successor's relay
-//! publishes. Consumers therefore see every transition at least once; `(alert_id, state)`
-//! identifies it.
+//! publishes. Consumers therefore see every transition at least once; `(alert_id, state,
+//! severity)` identifies it.
 //!
 //! # Protocol
 //! - **Trigger**: `LISTEN perfstream_flush` (a statement trigger on `consumer_offsets`, which

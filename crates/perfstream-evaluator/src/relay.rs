@@ -1,8 +1,8 @@
 //! The outbox relay: publishes unsent `alert_outbox` rows in commit order, keyed by alert id
 //! (so one alert's events share a partition and keep their order), with an idempotent
 //! producer, and marks them sent only after the broker acknowledged them. A crash between the
-//! acknowledgement and the mark publishes them again: at-least-once, `(alert_id, state)` is the
-//! dedup key.
+//! acknowledgement and the mark publishes them again: at-least-once, `(alert_id, state,
+//! severity)` is the dedup key.
 //!
 //! The two statements on the lock connection are bounded by the evaluator's [`Deadline`]; the
 //! wait for the broker is not (librdkafka retries for as long as `message.timeout.ms` says): a
