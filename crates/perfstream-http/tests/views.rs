@@ -246,3 +246,67 @@ async fn meta_reports_the_committed_watermark(pool: PgPool) {
     let meta = get(addr, "/api/meta").await.json();
     assert_eq!(meta["watermark_ms"], 1_767_225_600_500_i64);
 }
+
+#[sqlx::test(migrator = "perfstream_store::MIGRATOR")]
+async fn an_escalated_alert_is_one_severity_at_a_time(pool: PgPool) {
+    let now = this_minute(&pool).await;
+    for (state, severity, minutes_ago) in [
+        ("firing", "warning", 30),
+        ("firing", "critical", 20),
+        ("resolved", "critical", 10),
+    ] {
+        sqlx::query(
+            "INSERT INTO alerts (alert_id, state, rule, severity, service, alert_key, labels,
+                 observed_value, threshold, clear_threshold, window_start, window_end,
+                 transitioned_at, message)
+             VALUES ('a1', $1, 'p99', $2, 'shop', 'k', '{\"endpoint\": \"/orders\"}', 2, 1, 0.8,
+                     $3 - make_interval(mins => $4), $3 - make_interval(mins => $4 - 1), $3, 'm')",
+        )
+        .bind(state)
+        .bind(severity)
+        .bind(now)
+        .bind(minutes_ago)
+        .execute(&pool)
+        .await
+        .expect("alert");
+    }
+    let (addr, _stop) = start(pool.clone(), Arc::new(PipelineStats::default())).await;
+    let alerts = get(addr, "/api/view/alerts?range=1h").await.json();
+    let timeline = chart(&alerts, "timeline").as_array().expect("rows");
+    let rows: Vec<_> = timeline
+        .iter()
+        .map(|r| (r["severity"].clone(), r["ended_by"].clone()))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (Value::from("critical"), Value::from("resolved")),
+            (Value::from("warning"), Value::from("escalated")),
+        ]
+    );
+    let minute = |m: i64| (now - chrono::Duration::minutes(m)).timestamp() as f64;
+    assert_eq!(timeline[1]["until"].as_f64(), Some(minute(20)));
+    assert_eq!(timeline[0]["until"].as_f64(), Some(minute(10)));
+
+    // The overview counts it once at a time: warning, then critical, then nothing.
+    let overview = get(addr, "/api/view/overview?range=1h").await.json();
+    let firing_at = |severity: &str, t: f64| -> i64 {
+        let series = chart(&overview, "alerts")
+            .as_array()
+            .expect("series")
+            .iter()
+            .find(|s| s["name"] == severity)
+            .expect("severity");
+        series["points"]
+            .as_array()
+            .expect("points")
+            .iter()
+            .find(|p| p[0].as_f64() == Some(t))
+            .and_then(|p| p[1].as_i64())
+            .unwrap_or_else(|| panic!("no bucket at {t}"))
+    };
+    for (m, warning, critical) in [(25, 1, 0), (15, 0, 1), (5, 0, 0)] {
+        assert_eq!(firing_at("warning", minute(m)), warning, "{m} min ago");
+        assert_eq!(firing_at("critical", minute(m)), critical, "{m} min ago");
+    }
+}

@@ -54,12 +54,16 @@ FROM (SELECT json_agg(json_build_array(extract(epoch FROM t), v) ORDER BY t) AS 
     },
     Chart {
         id: "alerts",
+        // A firing row lasts until the next firing row of its alert (an escalation to
+        // critical, issue 15) or its resolution, so an escalated alert counts once at a time.
         sql: r#"WITH episodes AS (
-  SELECT f.severity, f.window_start AS since, r.window_start AS until
+  SELECT f.severity, f.window_start AS since, COALESCE(x.next_since, r.until) AS until
   FROM alerts f
-  LEFT JOIN alerts r ON r.alert_id = f.alert_id AND r.state = 'resolved'
+  LEFT JOIN LATERAL (SELECT min(n.window_start) AS next_since FROM alerts n
+                     WHERE n.alert_id = f.alert_id AND n.state = 'firing' AND n.window_start > f.window_start) x ON true
+  LEFT JOIN LATERAL (SELECT min(r.window_start) AS until FROM alerts r
+                     WHERE r.alert_id = f.alert_id AND r.state = 'resolved') r ON true
   WHERE f.state = 'firing' AND f.window_start < to_timestamp($2)
-    AND (r.window_start IS NULL OR r.window_start >= to_timestamp($1))
 ),
 buckets AS (
   SELECT generate_series(date_bin(make_interval(secs => $4), to_timestamp($1), TIMESTAMPTZ 'epoch'),
