@@ -379,3 +379,115 @@ async fn an_instance_that_stops_reporting_fires_absent_and_resolves_with_reason(
     let msg: String = rows[0].get(4);
     assert!(msg.contains("no samples for 3 windows"), "{msg}");
 }
+
+/// Issue 15, section 2, against Postgres and across a restart: memory 85 % fires a warning,
+/// 95 % escalates the same alert to critical (its own row: (alert_id, state, severity)), the
+/// evaluator restarts while it is critical (the level comes back from `alert_state`: no second
+/// escalation), and it resolves once, critical. The topic carries the three transitions.
+#[sqlx::test(migrations = "../../migrations")]
+async fn an_alert_escalates_to_critical_once_across_a_restart(pool: PgPool) {
+    let broker = DevBroker::start(1, 1, &Topics::default()).expect("broker");
+    let k = kafka(&broker);
+    let levels = [0.5, 0.85, 0.95, 0.97, 0.96, 0.5, 0.5];
+    for (i, m) in levels.iter().enumerate() {
+        resource_row_with_memory(&pool, i as i64, "i-1", Some(*m)).await;
+    }
+    let mut s = settings();
+    s.rules.memory_utilization = perfstream_alerts::RulePatch {
+        threshold: Some(0.8),
+        critical_threshold: Some(0.9),
+        ..Default::default()
+    };
+    let run = |s: AlertSettings| {
+        let (tx, rx) = oneshot::channel::<()>();
+        let (p, kk) = (pool.clone(), k.clone());
+        let task = tokio::spawn(async move {
+            run_evaluator(s, p, &kk, async {
+                let _ = rx.await;
+            })
+            .await
+        });
+        (tx, task)
+    };
+    let rows = || async {
+        sqlx::query(
+            "SELECT alert_id, state, severity, (extract(epoch from window_start) * 1e6)::bigint
+             FROM alerts WHERE rule = 'memory_utilization' ORDER BY window_start, state",
+        )
+        .fetch_all(&pool)
+        .await
+        .expect("alerts")
+        .iter()
+        .map(|r| {
+            (
+                r.get::<String, _>(0),
+                r.get::<String, _>(1),
+                r.get::<String, _>(2),
+                r.get::<i64, _>(3),
+            )
+        })
+        .collect::<Vec<_>>()
+    };
+    // Windows 0..=3 complete: warning at 1, escalation at 2.
+    watermark(&pool, T0 + 4 * MIN_US, T0 + 4 * MIN_US).await;
+    let (tx, task) = run(s.clone());
+    eventually("the escalation", || async {
+        let p: Option<i64> = sqlx::query_scalar(
+            "SELECT (extract(epoch from last_window_end) * 1e6)::bigint FROM alert_progress",
+        )
+        .fetch_optional(&pool)
+        .await
+        .ok()
+        .flatten();
+        (rows().await.len() == 2 && p == Some(T0 + 4 * MIN_US)).then_some(())
+    })
+    .await;
+    let critical: bool =
+        sqlx::query_scalar("SELECT critical FROM alert_state WHERE rule = 'memory_utilization'")
+            .fetch_one(&pool)
+            .await
+            .expect("state");
+    assert!(critical, "the level is stored");
+    let _ = tx.send(());
+    task.await.expect("join").expect("evaluator");
+    // A new evaluator judges the rest (still past critical at 4, clear at 5).
+    watermark(&pool, T0 + 7 * MIN_US, T0 + 7 * MIN_US).await;
+    let (tx, task) = run(s);
+    let got = eventually("the resolve", || async {
+        let r = rows().await;
+        (r.len() == 3).then_some(r)
+    })
+    .await;
+    eventually("the outbox to drain", || async {
+        (unsent(&pool).await == 0).then_some(())
+    })
+    .await;
+    let _ = tx.send(());
+    task.await.expect("join").expect("evaluator");
+    let summary: Vec<(&str, &str, i64)> = got
+        .iter()
+        .map(|r| (r.1.as_str(), r.2.as_str(), (r.3 - T0) / MIN_US))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("firing", "warning", 1),
+            ("firing", "critical", 2),
+            ("resolved", "critical", 5)
+        ]
+    );
+    assert!(got.iter().all(|r| r.0 == got[0].0), "one alert id");
+    let topic: Vec<(String, String, String)> = read_topic(&broker.bootstrap_servers(), 3)
+        .into_iter()
+        .filter(|(_, e)| e.rule == "memory_utilization")
+        .map(|(_, e)| {
+            (
+                e.alert_id,
+                e.state.as_str().into(),
+                e.severity.as_str().into(),
+            )
+        })
+        .collect();
+    let topic: std::collections::BTreeSet<_> = topic.into_iter().collect();
+    assert_eq!(topic.len(), 3, "{topic:?}");
+}

@@ -187,6 +187,12 @@ pub async fn server_addr(pool: &PgPool) -> std::net::SocketAddr {
 /// A resource rollup row of window `i` for `instance` of service `billing`: one sample, 30 %
 /// CPU, no other figure.
 pub async fn resource_row(pool: &PgPool, i: i64, instance: &str) {
+    resource_row_with_memory(pool, i, instance, None).await
+}
+
+/// [`resource_row`], with a memory utilisation (0..1) when given.
+pub async fn resource_row_with_memory(pool: &PgPool, i: i64, instance: &str, memory: Option<f64>) {
+    let (mem_samples, mem_ppm) = memory.map_or((0, 0), |m| (1i64, (m * 1e6) as i64));
     sqlx::query(
         "INSERT INTO resource_rollups (resolution, window_start, window_end, service, instance, samples,
             cpu_ppm_samples, cpu_ppm_sum, memory_used_bytes_samples, memory_used_bytes_sum,
@@ -198,12 +204,14 @@ pub async fn resource_row(pool: &PgPool, i: i64, instance: &str) {
             pool_waiters_sum, pool_wait_us_samples, pool_wait_us_sum, io_read_bytes_samples,
             io_read_bytes_sum, io_write_bytes_samples, io_write_bytes_sum, cache_hits, cache_misses)
          VALUES ('1m', to_timestamp($1), to_timestamp($2), 'billing', $3, 1,
-            1, 300000, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            1, 300000, 0, 0, 0, 0, $4, $5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
             0, 0, 0, 0, 0, 0)",
     )
     .bind(ts(T0 + i * MIN_US))
     .bind(ts(T0 + (i + 1) * MIN_US))
     .bind(instance)
+    .bind(mem_samples)
+    .bind(mem_ppm)
     .execute(pool)
     .await
     .expect("insert resource row");
