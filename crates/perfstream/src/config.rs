@@ -245,3 +245,75 @@ mod tests {
         });
     }
 }
+
+/// The commented-out examples of `perfstream.example.toml` (issue 14, section 7): each block
+/// that starts with a commented table header is uncommented and loaded through the real loader,
+/// so a key the loader refuses (`for_windows`, `matches`) cannot be documented again.
+#[cfg(test)]
+mod example_comments {
+    use super::*;
+    use figment::Jail;
+
+    /// The example file with every commented block that opens with `# [` uncommented.
+    fn uncommented_example() -> (String, usize) {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../perfstream.example.toml");
+        let text = std::fs::read_to_string(path).expect("perfstream.example.toml reads");
+        let (mut out, mut blocks, mut in_block) = (String::new(), 0, false);
+        for line in text.lines() {
+            if line.starts_with("# [") {
+                in_block = true;
+                blocks += 1;
+            } else if !line.starts_with("# ") {
+                in_block = false;
+            }
+            out.push_str(if in_block { &line[2..] } else { line });
+            out.push('\n');
+        }
+        (out, blocks)
+    }
+
+    #[test]
+    fn commented_alert_examples_load() {
+        let (toml, blocks) = uncommented_example();
+        assert!(
+            blocks >= 2,
+            "expected the rule and override examples:\n{toml}"
+        );
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.create_file("p.toml", &toml)?;
+            let c = Config::load(Some(Path::new("p.toml")))
+                .unwrap_or_else(|e| panic!("uncommented example refused:\n{e}\n{toml}"));
+            let rule = &c.alerts.rules.slow_query;
+            assert_eq!(rule.threshold, Some(1500.0));
+            assert_eq!(rule.for_windows, Some(3));
+            let [o] = c.alerts.overrides.as_slice() else {
+                panic!("one override expected: {:?}", c.alerts.overrides)
+            };
+            assert_eq!(
+                o.matches.get("service").map(String::as_str),
+                Some("checkout")
+            );
+            assert_eq!(o.set.threshold, Some(800.0));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_old_keys_are_refused() {
+        // Guards the check above: the loader does refuse the keys the audit found documented.
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.create_file("p.toml", "[alerts.rules.slow_query]\nfor_windows = 3\n")?;
+            let err = Config::load(Some(Path::new("p.toml"))).expect_err("for_windows refused");
+            assert!(err.contains("for_windows"), "{err}");
+            jail.create_file(
+                "q.toml",
+                "[[alerts.overrides]]\nrule = \"endpoint_sla\"\nmatches = { service = \"x\" }\nset = {}\n",
+            )?;
+            let err = Config::load(Some(Path::new("q.toml"))).expect_err("matches refused");
+            assert!(err.contains("matches"), "{err}");
+            Ok(())
+        });
+    }
+}
