@@ -56,7 +56,8 @@ if [ "$SMOKE" = 1 ] && [ -n "${E2E_PERFSTREAM_BIN:-}" ]; then
   RAW=$TARGET/debug/raw-consume
 else
   PROFILE=release
-  cargo build -q --release -p perfstream -p perfstream-bench
+  # BENCH_PREBUILT=1: take target/release as it is (e.g. while others rebuild the tree).
+  [ -n "${BENCH_PREBUILT:-}" ] || cargo build -q --release -p perfstream -p perfstream-bench
   BIN=$TARGET/release/perfstream RAW=$TARGET/release/raw-consume
 fi
 
