@@ -116,6 +116,8 @@ struct Target<'a> {
 #[derive(Default)]
 struct Outcome {
     delivered: Vec<i64>,
+    /// Refused for good by the target (a 4xx): closed with the error, the queue moves on.
+    rejected: Vec<(Vec<i64>, String)>,
     failed: Option<(Vec<i64>, String)>,
     resent: u64,
     refresh_failed: Option<String>,
@@ -200,10 +202,10 @@ impl Notifier<'_> {
             })
             .collect();
         loop {
-            tokio::select! {
-                r = self.round(conn, &mut targets, start) => r?,
-                _ = stop.changed() => return Ok(()),
-            }
+            // A round runs to its end even when shutdown comes meanwhile (it is bounded by the
+            // targets' timeouts and the Postgres deadline): cut between a 2xx and its record,
+            // the next leader would send those transitions again.
+            self.round(conn, &mut targets, start).await?;
             if pause(stop, self.settings.interval).await {
                 return Ok(());
             }
@@ -271,6 +273,19 @@ impl Notifier<'_> {
                 )
                 .await?;
             }
+            for (seqs, error) in &o.rejected {
+                warn!(
+                    target = name,
+                    %error,
+                    deliveries = seqs.len(),
+                    "Alert notification refused by the target; not retrying it."
+                );
+                self.within(
+                    "recording a refused delivery",
+                    store::attempted(conn, name, seqs, Err(error), true, Duration::ZERO),
+                )
+                .await?;
+            }
             let failure = o
                 .failed
                 .as_ref()
@@ -306,7 +321,7 @@ impl Notifier<'_> {
                 t.failures = 0;
                 t.retry_at = None;
             }
-            let failed_attempts = u64::from(failure.is_some());
+            let failed_attempts = u64::from(failure.is_some()) + o.rejected.len() as u64;
             self.stats.update(name, |s| {
                 s.delivered += o.delivered.len() as u64;
                 s.failed_attempts += failed_attempts;
@@ -352,8 +367,9 @@ async fn deliver(
                 }
                 match post(cfg.url.clone(), body, headers, cfg.timeout).await {
                     Ok(()) => o.delivered.push(p.seq),
-                    Err(e) => {
-                        o.failed = Some((vec![p.seq], e));
+                    Err(f) if f.permanent => o.rejected.push((vec![p.seq], f.text)),
+                    Err(f) => {
+                        o.failed = Some((vec![p.seq], f.text));
                         break;
                     }
                 }
@@ -396,8 +412,9 @@ async fn deliver(
                 let seqs: Vec<i64> = chunk.iter().map(|p| p.seq).collect();
                 match post(url.clone(), body, Vec::new(), cfg.timeout).await {
                     Ok(()) => o.delivered.extend(seqs),
-                    Err(e) => {
-                        o.failed = Some((seqs, e));
+                    Err(f) if f.permanent => o.rejected.push((seqs, f.text)),
+                    Err(f) => {
+                        o.failed = Some((seqs, f.text));
                         break;
                     }
                 }
@@ -419,8 +436,8 @@ async fn deliver(
                         })
                         .collect();
                     let body = serde_json::to_vec(&alerts).unwrap_or_default();
-                    if let Err(e) = post(url.clone(), body, Vec::new(), cfg.timeout).await {
-                        o.refresh_failed = Some(e);
+                    if let Err(f) = post(url.clone(), body, Vec::new(), cfg.timeout).await {
+                        o.refresh_failed = Some(f.text);
                         ok = false;
                         break;
                     }

@@ -47,10 +47,17 @@ fn receiver(addr: SocketAddr, log: Log) {
                     Ok(n) => buf.extend_from_slice(&chunk[..n]),
                 }
             }
-            let body = serde_json::from_slice(&buf[head_end..head_end + len]).expect("json");
+            let body: serde_json::Value =
+                serde_json::from_slice(&buf[head_end..head_end + len]).expect("json");
+            // An alert named "bad" is refused for good, as a receiver refuses a payload.
+            let refuse = body["alert_id"] == "bad";
             log.lock().unwrap().push((path, body));
-            let _ = sock
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let answer: &[u8] = if refuse {
+                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 4\r\nConnection: close\r\n\r\nnope"
+            } else {
+                b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            };
+            let _ = sock.write_all(answer);
         }
     });
 }
@@ -419,4 +426,51 @@ async fn an_escalation_reaches_critical_routes_and_replaces_the_warning_in_alert
         warning_ended < critical_ended && critical_firing < critical_ended,
         "{am:?}"
     );
+}
+
+/// A delivery the receiver refuses for good (a 4xx) is closed with its error and does not hold up
+/// the target's queue; the next transition is delivered.
+#[sqlx::test(migrations = "../../migrations")]
+async fn a_refused_delivery_is_closed_and_the_queue_moves_on(pool: PgPool) {
+    let addr = free_addr();
+    let log = Log::default();
+    receiver(addr, log.clone());
+    transition(&pool, "bad", AlertState::Firing, Severity::Warning).await;
+    transition(&pool, "good", AlertState::Firing, Severity::Warning).await;
+    let stats = NotifyStats::default();
+    let n = start(
+        &pool,
+        settings(vec![webhook("w", addr)], vec![]),
+        stats.clone(),
+    );
+    eventually("the next transition", || async {
+        received(&log, "/w")
+            .contains(&"good:firing:warning".to_string())
+            .then_some(())
+    })
+    .await;
+    n.stop().await;
+    assert_eq!(
+        received(&log, "/w"),
+        ["bad:firing:warning", "good:firing:warning"],
+        "once each"
+    );
+    let rows: Vec<(String, i32, bool, Option<String>)> = sqlx::query(
+        "SELECT alert_id, attempts, delivered_at IS NOT NULL, last_error FROM alert_deliveries
+         ORDER BY seq",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+    .collect();
+    assert_eq!(
+        rows,
+        [
+            ("bad".into(), 1, true, Some("HTTP 400: nope".into())),
+            ("good".into(), 1, true, None)
+        ]
+    );
+    assert_eq!(stats.snapshot()["w"].failed_attempts, 1);
 }
