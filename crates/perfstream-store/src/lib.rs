@@ -90,7 +90,8 @@ pub use flush::{FlushCommit, FlushWrite, PartitionProgress, base_resolution_labe
 pub use isolate::Unwritable;
 pub use jobs::{MaintenanceSettings, run_maintenance};
 pub use report::{
-    Recommendation, SlowQueryOptions, SlowQueryRow, recommendations, slow_query_report,
+    ApdexRow, Recommendation, SlowQueryOptions, SlowQueryRow, apdex_report, recommendations,
+    slow_query_report,
 };
 pub use retention::{Retention, RetentionReport};
 #[cfg(feature = "failpoints")]

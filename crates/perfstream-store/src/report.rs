@@ -1,14 +1,16 @@
 //! Reports for `perfstream report`: slow queries over a time range with exact percentiles
 //! (the stored histograms of every window in the range merged, not an average of per-window
-//! percentiles), and the recommendations of the SQL rules.
+//! percentiles), the recommendations of the SQL rules, and Apdex per endpoint from the stored
+//! histograms (Postgres cannot read the zlib-wrapped histograms, so Apdex is computed here, not
+//! in a view).
 
 use std::collections::{BTreeMap, HashMap};
 
 use perfstream_events::TimestampUs;
-use perfstream_window::{Merge, QueryFigures};
+use perfstream_window::{LatencyHist, Merge, QueryFigures};
 use sqlx::Row;
 
-use crate::table::{self, QueryTable, from_ts, to_ts};
+use crate::table::{self, QueryTable, RequestTable, from_ts, to_ts};
 use crate::{Store, StoreError};
 
 /// What [`slow_query_report`] reads and keeps.
@@ -209,6 +211,148 @@ pub async fn recommendations(
         })
         .collect::<Result<_, sqlx::Error>>()
         .map_err(StoreError::db("generating recommendations"))
+}
+
+/// Apdex of one endpoint (all its methods) over a range, with T from `endpoint_slas`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApdexRow {
+    pub service: String,
+    pub endpoint: String,
+    /// T in ms: the endpoint's `endpoint_slas.p99_ms`, else the `sla_p99_ms` setting.
+    pub t_ms: f64,
+    pub requests: u64,
+    /// Requests whose whole histogram bucket is at or below T.
+    pub satisfied: u64,
+    /// Requests whose whole bucket is above T and at or below 4T.
+    pub tolerating: u64,
+    /// `(satisfied + tolerating / 2) / requests`.
+    pub apdex: f64,
+    /// False when T or 4T falls inside a bucket (not at its top), so a bucket straddles the
+    /// bound; its requests are then counted on the worse side, and the score is a lower bound
+    /// within the histogram's precision (1 %).
+    pub exact: bool,
+}
+
+/// Satisfied and tolerating counts of `hist` for T = `t_us` (4T tolerating), and whether no
+/// bucket straddles T or 4T. A bucket counts on the good side of a bound only when its top is
+/// at or below the bound.
+pub fn apdex_counts(hist: &LatencyHist, t_us: u64) -> (u64, u64, bool) {
+    let dense = hist.to_histogram();
+    let (mut satisfied, mut tolerating, mut exact) = (0, 0, true);
+    for (low, count) in hist.iter() {
+        let high = dense.highest_equivalent(low);
+        for bound in [t_us, 4 * t_us] {
+            if low <= bound && bound < high {
+                exact = false;
+            }
+        }
+        if high <= t_us {
+            satisfied += count;
+        } else if high <= 4 * t_us {
+            tolerating += count;
+        }
+    }
+    (satisfied, tolerating, exact)
+}
+
+/// Apdex per endpoint of the request windows starting in `[from_us, to_us)` (`resolution` as
+/// in [`SlowQueryOptions`]), worst first.
+pub async fn apdex_report(
+    store: &Store,
+    from_us: TimestampUs,
+    to_us: TimestampUs,
+    resolution: Option<&str>,
+) -> Result<Vec<ApdexRow>, StoreError> {
+    let mut conn = store
+        .pool
+        .acquire()
+        .await
+        .map_err(StoreError::db("acquiring a connection for a report"))?;
+    let rows = table::select_range::<RequestTable>(&mut conn, resolution, from_us, to_us).await?;
+    let mut merged: BTreeMap<(String, String), LatencyHist> = BTreeMap::new();
+    for r in rows {
+        let r = r.rollup.into_owned();
+        let hist = &r.figures.latency.hist;
+        match merged.get_mut(&(r.key.service.clone(), r.key.endpoint.clone())) {
+            Some(h) => h.merge(hist),
+            None => {
+                merged.insert((r.key.service, r.key.endpoint), hist.clone());
+            }
+        }
+    }
+    let default_t: f64 =
+        sqlx::query_scalar("SELECT value FROM recommendation_settings WHERE name = 'sla_p99_ms'")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(StoreError::db("reading the default SLA"))?;
+    let slas: HashMap<(String, String), f64> =
+        sqlx::query("SELECT service, endpoint, p99_ms FROM endpoint_slas")
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(StoreError::db("reading endpoint SLAs"))?
+            .iter()
+            .map(|r| Ok(((r.try_get(0)?, r.try_get(1)?), r.try_get(2)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::db("reading endpoint SLAs"))?;
+    let mut out: Vec<ApdexRow> = merged
+        .into_iter()
+        .filter(|(_, h)| !h.is_empty())
+        .map(|((service, endpoint), h)| {
+            let t_ms = slas
+                .get(&(service.clone(), endpoint.clone()))
+                .copied()
+                .unwrap_or(default_t);
+            let (satisfied, tolerating, exact) = apdex_counts(&h, (t_ms * 1000.0).round() as u64);
+            let requests = h.len();
+            ApdexRow {
+                service,
+                endpoint,
+                t_ms,
+                requests,
+                satisfied,
+                tolerating,
+                apdex: (satisfied as f64 + tolerating as f64 / 2.0) / requests as f64,
+                exact,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        a.apdex
+            .total_cmp(&b.apdex)
+            .then_with(|| (&a.service, &a.endpoint).cmp(&(&b.service, &b.endpoint)))
+    });
+    Ok(out)
+}
+
+/// A plain-text table of Apdex per endpoint, for a terminal.
+pub fn render_apdex(rows: &[ApdexRow]) -> String {
+    let mut t = vec![
+        [
+            "service",
+            "endpoint",
+            "apdex",
+            "T ms",
+            "requests",
+            "satisfied",
+            "tolerating",
+            "exact",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for r in rows {
+        t.push(vec![
+            r.service.clone(),
+            r.endpoint.clone(),
+            format!("{:.3}", r.apdex),
+            format!("{}", r.t_ms),
+            r.requests.to_string(),
+            r.satisfied.to_string(),
+            r.tolerating.to_string(),
+            if r.exact { "yes" } else { "lower bound" }.to_owned(),
+        ]);
+    }
+    render(&t)
 }
 
 /// A plain-text table of the slow queries, for a terminal.
