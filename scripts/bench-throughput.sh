@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Throughput side by side, in one run on one machine (issue 13):
-#   bash scripts/bench-throughput.sh [--events N] [--partitions P] [--seed S] [--smoke] [--no-append]
+#   bash scripts/bench-throughput.sh [--events N] [--partitions P] [--seed S] [--fresh-rate R]
+#                                    [--smoke] [--no-append]
 #
 # 1. starts `perfstream dev-broker` (P partitions per topic) and a throwaway Postgres (or uses
 #    DATABASE_URL when set: a database per stage is created in it and dropped at the end);
@@ -14,7 +15,8 @@
 #    COPY) does the same job into the schema `baseline`; bench/python/compare.py checks its
 #    rollups equal perfstream's (fails the run on any difference);
 # 6. freshness: a fresh `perfstream run` with 1 s windows fed live by a paced `perfstream emit`;
-#    bench/python/watch.py polls when each window's rows become visible;
+#    bench/python/watch.py polls when each window's rows become visible (R events/s, default
+#    20,000, for 30 s);
 # 7. prints the report (bench/python/report.py) and appends it to BENCHMARKS.md ("Throughput
 #    side by side") unless --smoke or --no-append.
 #
@@ -34,9 +36,10 @@ while [ $# -gt 0 ]; do
     --events) EVENTS=$2; shift 2 ;;
     --partitions) PARTS=$2; shift 2 ;;
     --seed) SEED=$2; shift 2 ;;
+    --fresh-rate) FRESH_RATE=$2; shift 2 ;;
     --smoke) SMOKE=1; APPEND=0; shift ;;
     --no-append) APPEND=0; shift ;;
-    *) echo "usage: $0 [--events N] [--partitions P] [--seed S] [--smoke] [--no-append]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--events N] [--partitions P] [--seed S] [--fresh-rate R] [--smoke] [--no-append]" >&2; exit 2 ;;
   esac
 done
 [ "$SMOKE" = 1 ] && { [ "$EVENTS" = 1000000 ] && EVENTS=20000; FRESH_S=10; FRESH_RATE=1000; }
