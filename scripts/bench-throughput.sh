@@ -52,6 +52,7 @@ log() { # also records the load average at each stage for the report
 }
 fail() { echo "bench-throughput: FAILED: $*" >&2; exit 1; }
 
+[ -x /usr/bin/time ] || fail "needs /usr/bin/time for peak RSS and CPU time (apt-get install time)"
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 if [ "$SMOKE" = 1 ] && [ -n "${E2E_PERFSTREAM_BIN:-}" ]; then
   BIN=$E2E_PERFSTREAM_BIN PROFILE=debug
