@@ -85,6 +85,20 @@ fn ms(us: i64) -> f64 {
     us as f64 / 1000.0
 }
 
+/// Fails on a resolution no rollup row carries (other than '1h', '1d'), which would otherwise
+/// read no row and report an empty range (`perfstream_check_resolution`).
+async fn check_resolution(
+    conn: &mut sqlx::PgConnection,
+    resolution: Option<&str>,
+) -> Result<(), StoreError> {
+    sqlx::query("SELECT perfstream_check_resolution($1)")
+        .bind(resolution)
+        .execute(conn)
+        .await
+        .map_err(StoreError::db("checking the resolution"))?;
+    Ok(())
+}
+
 /// Slow queries over a range, worst p99 first, with exact merged percentiles.
 pub async fn slow_query_report(
     store: &Store,
@@ -95,6 +109,7 @@ pub async fn slow_query_report(
         .acquire()
         .await
         .map_err(StoreError::db("acquiring a connection for a report"))?;
+    check_resolution(&mut conn, opts.resolution.as_deref()).await?;
     let rows = table::select_range::<QueryTable>(
         &mut conn,
         opts.resolution.as_deref(),
@@ -268,6 +283,7 @@ pub async fn apdex_report(
         .acquire()
         .await
         .map_err(StoreError::db("acquiring a connection for a report"))?;
+    check_resolution(&mut conn, resolution).await?;
     let rows = table::select_range::<RequestTable>(&mut conn, resolution, from_us, to_us).await?;
     let mut merged: BTreeMap<(String, String), LatencyHist> = BTreeMap::new();
     for r in rows {
