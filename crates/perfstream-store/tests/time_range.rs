@@ -137,3 +137,38 @@ async fn get_slow_queries_takes_an_end_bound(pool: PgPool) {
         ["late", "early"]
     );
 }
+
+#[sqlx::test(migrator = "perfstream_store::MIGRATOR")]
+async fn recommendations_take_an_end_bound(pool: PgPool) {
+    // A slow statement returning many rows (slow_query_many_rows: >= 20 calls, p99 >= 500 ms,
+    // >= 1000 rows per call), only in the window starting at T0 + 10 min.
+    write(
+        &pool,
+        vec![
+            query(T0, "api", "fast", &[1_000; 20], 1),
+            query(T0 + 10 * MIN_US, "api", "slow", &[600_000; 20], 2_000),
+        ],
+    )
+    .await;
+    let kinds = |until_us: Option<i64>| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, String>(
+                "SELECT kind || ' ' || target FROM generate_optimization_recommendations(\
+                 since => to_timestamp($1::float8 / 1e6), \
+                 until => to_timestamp($2::float8 / 1e6)) WHERE kind = 'slow_query_many_rows'",
+            )
+            .bind(T0)
+            .bind(until_us)
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(kinds(None).await, ["slow_query_many_rows api/slow"]);
+    assert_eq!(kinds(Some(T0 + 10 * MIN_US)).await, Vec::<String>::new());
+    assert_eq!(
+        kinds(Some(T0 + 10 * MIN_US + 1)).await,
+        ["slow_query_many_rows api/slow"]
+    );
+}
