@@ -1,6 +1,7 @@
 //! The smoke subset on the infra README's second broker, tansu (a separate process speaking the
 //! Kafka protocol): topics created by `perfstream topics create`, a clean run and a crash with
-//! restart, and a second failover during a replay, all exact against the truth.
+//! restart, a second failover during a replay, all exact against the truth, and a series
+//! Postgres refuses isolated while the rest commits.
 
 use perfstream_e2e::setup::*;
 use perfstream_e2e::*;
@@ -23,4 +24,9 @@ async fn tansu_second_failover_during_replay() {
     let late = ["--allowed-lateness", REPLAY_LATENESS];
     let s = Setup::with_args(broker, db, "tansu_replay", 90_000, 22, &late).await;
     failover_during_replay(s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tansu_refused_series_is_isolated_and_the_rest_commits() {
+    refused_series_is_isolated(Broker::tansu().await).await;
 }

@@ -499,6 +499,47 @@ pub fn read_dead_letters(
         .collect()
 }
 
+/// The first `n` messages of `topic` from the beginning of every partition, whatever the log
+/// end offsets say; panics after [`DEADLINE`]-like 120 s.
+pub fn read_at_least(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    n: usize,
+) -> Vec<(Option<Vec<u8>>, Vec<u8>)> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Message, Offset, TopicPartitionList};
+    let c: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "e2e-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("tpl");
+    }
+    c.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while out.len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "read {} of {n} messages of {topic}",
+            out.len()
+        );
+        if let Some(m) = c.poll(Duration::from_millis(500)) {
+            let m = m.expect("consume");
+            out.push((
+                m.key().map(<[u8]>::to_vec),
+                m.payload().unwrap_or_default().to_vec(),
+            ));
+        }
+    }
+    out
+}
+
 /// Describes the differences between two totals maps (empty when equal).
 pub fn diff(expected: &Totals, got: &Totals) -> String {
     let mut lines = Vec::new();

@@ -353,7 +353,7 @@ pub async fn failover_during_replay(mut s: Setup) {
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     while !b.exited() {
         if tokio::time::Instant::now() > deadline {
-            let progress = stored_progress(&mut *s.db.pool.acquire().await.expect("conn")).await;
+            let progress = stored_progress(&mut s.db.pool.acquire().await.expect("conn")).await;
             panic!(
                 "b never committed a flush during its replay with its watermark past a's\nprogress {progress:?}\n{}",
                 b.log_tail()
@@ -368,4 +368,132 @@ pub async fn failover_during_replay(mut s: Setup) {
     );
     let mut w = vec![s.worker("c", None)];
     s.assert_exact(&mut w).await;
+}
+
+/// Second line of defence (issue 12): a row Postgres refuses (here a CHECK constraint an
+/// operator added, SQLSTATE 23514) never stops the pipeline. The refused series is isolated:
+/// its events go to the dead-letter topic with the database's reason, once each; every other
+/// series is counted exactly, including the ones in the same flush and the same windows.
+pub async fn refused_series_is_isolated(broker: Broker) {
+    use perfstream_events::{Event, QueryEvent, QueryType, encode_event, series_key};
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    use sqlx::Row;
+
+    let bootstrap = broker.bootstrap();
+    let db = TestDb::create("isolate").await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = Worker::spawn(
+        "a",
+        &WorkerConfig {
+            bootstrap: &bootstrap,
+            db_url: &db.url,
+            group: "g-isolate",
+            window: WINDOW,
+            failpoint: None,
+            log_dir: dir.path(),
+            env: &[],
+        },
+    );
+    eventually(DEADLINE, "migrations applied", || {
+        let pool = db.pool.clone();
+        async move {
+            sqlx::query("SELECT to_regclass('query_rollups') IS NOT NULL")
+                .fetch_one(&pool)
+                .await
+                .ok()?
+                .get::<bool, _>(0)
+                .then_some(())
+        }
+    })
+    .await;
+    sqlx::query("ALTER TABLE query_rollups ADD CONSTRAINT no_evil CHECK (service <> 'evil')")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+
+    // 3 services x 2 statements x 100 executions over 10 s of event time, ending now.
+    let producer: ThreadedProducer<DefaultProducerContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    let now_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64;
+    let services = ["good", "evil", "fine"];
+    let mut buf = Vec::new();
+    for i in 0..100i64 {
+        for service in services {
+            for hash in ["aaaa000000000001", "bbbb000000000002"] {
+                let e = Event::Query(QueryEvent {
+                    service: service.into(),
+                    instance: "i-1".into(),
+                    query_hash: hash.into(),
+                    query_type: QueryType::Select,
+                    query_text: Some("SELECT 1".into()),
+                    execution_time_us: 1_000 + i,
+                    rows_affected: 1,
+                    tenant_id: None,
+                    executed_at_us: now_us - 10_000_000 + i * 100_000,
+                });
+                buf.clear();
+                encode_event(&mut buf, &e);
+                let key = series_key(&e);
+                producer
+                    .send(BaseRecord::to("perf.query").key(&key).payload(&buf))
+                    .unwrap();
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+
+    // Every good event counted, and every evil one in the dead-letter topic.
+    let counts = eventually(DEADLINE, "good services counted", || {
+        let pool = db.pool.clone();
+        async move {
+            let rows = sqlx::query(
+                "SELECT service, sum(count)::bigint FROM query_rollups GROUP BY service ORDER BY service",
+            )
+            .fetch_all(&pool)
+            .await
+            .ok()?;
+            let counts: Vec<(String, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+            (counts.iter().map(|c| c.1).sum::<i64>() >= 400).then_some(counts)
+        }
+    })
+    .await;
+    assert_eq!(
+        counts,
+        vec![("fine".to_string(), 200), ("good".to_string(), 200)],
+        "only the refused service is missing, the others are exact"
+    );
+    // Read by count, not up to the end offsets: tansu reports a log end below the last record
+    // of a multi-record batch.
+    let dlq: Vec<perfstream_events::DeadLetter> =
+        read_at_least(&bootstrap, "perf.dlq", PARTITIONS, 200)
+            .iter()
+            .map(|(_, v)| perfstream_events::decode_dead_letter(v).expect("dead letter decodes"))
+            .collect();
+    let mut offsets: Vec<_> = dlq
+        .iter()
+        .map(|d| (d.source_partition, d.source_offset))
+        .collect();
+    offsets.sort();
+    offsets.dedup();
+    assert_eq!(offsets.len(), 200, "each refused event once");
+    assert_eq!(dlq.len(), 200, "no refused event twice");
+    for d in &dlq {
+        assert_eq!(d.error_kind, "unwritable");
+        assert!(
+            d.reason.contains("23514") && d.reason.contains("no_evil"),
+            "{}",
+            d.reason
+        );
+        let event = perfstream_events::Decoder::default()
+            .decode(d.original_value.as_deref().unwrap(), None)
+            .expect("the original event, unchanged");
+        assert!(matches!(event, Event::Query(q) if q.service == "evil"));
+    }
+    assert!(!w.exited(), "worker exited:\n{}", w.log_tail());
+    assert!(w.log_contains("isolating it"), "{}", w.log_tail());
 }
