@@ -327,7 +327,7 @@ async fn sigterm_stops_every_task_and_exits_zero() {
         }
     })
     .await;
-    for task in ["evaluator", "http", "maintenance"] {
+    for task in ["evaluator", "http", "maintenance", "notifier"] {
         let line = format!("perfstream_task_up{{task=\"{task}\"}} 1");
         assert!(
             metrics.lines().any(|l| l == line),
@@ -347,6 +347,6 @@ async fn sigterm_stops_every_task_and_exits_zero() {
         .filter(|e| e["fields"]["message"] == "Side task stopped.")
         .map(|e| e["fields"]["task"].as_str().unwrap_or("").to_owned())
         .collect();
-    assert_eq!(stopped.len(), 3, "{log}");
+    assert_eq!(stopped.len(), 4, "{log}");
     assert!(!log.contains("Side task failed"), "{log}");
 }

@@ -296,8 +296,11 @@ impl Schema {
                 let o = item.find('(').expect("CHECK (");
                 let n = format!("{name}_check{}", t.checks.len());
                 t.checks.insert(n, paren(&item, o).0.to_owned());
+            } else if lw.starts_with("unique") {
+                // A unique constraint is a btree index like the primary key.
+                let o = item.find('(').expect("UNIQUE (");
+                t.indexes.push(column_list(paren(&item, o).0));
             } else if lw.starts_with("constraint")
-                || lw.starts_with("unique")
                 || lw.starts_with("foreign")
                 || lw.starts_with("exclude")
             {
@@ -377,6 +380,16 @@ impl Schema {
                     let o = action.find('(').expect("CHECK (");
                     t.checks
                         .insert((*cname).to_owned(), paren(&action, o).0.to_owned());
+                }
+                ["add", "primary", "key", ..] | ["add", "constraint", _, "unique", ..] => {
+                    let o = action.find('(').expect("KEY (");
+                    t.indexes.push(column_list(paren(&action, o).0));
+                }
+                ["drop", "constraint", cname] | ["drop", "constraint", "if", "exists", cname]
+                    if cname.ends_with("_pkey") || cname.ends_with("_key") =>
+                {
+                    // A dropped primary key or unique index: keeping it in the list only checks
+                    // one index more (conservative), and its replacement is added after.
                 }
                 ["drop", "constraint", cname] | ["drop", "constraint", "if", "exists", cname] => {
                     if t.checks.remove(*cname).is_none() {
