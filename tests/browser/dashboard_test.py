@@ -180,7 +180,9 @@ def run(args):
         n = b.eval(loads)
         b.click('#ranges button[data-range="15m"]')
         d = b.wait_view("service", f"{loads} > {n} && __dash.tier === 'base'", "15 min range")
-        b.check("04-service-15m", d, ["endpoint_p99", "query_p99", "instance_cpu"], tier="base")
+        # Instance charts are checked at 1 h and 7 d: in the last 15 min the demo's resource
+        # samples of the chosen service may not have closed a window yet (it failed CI by chance).
+        b.check("04-service-15m", d, ["endpoint_p99", "query_p99"], tier="base")
 
         n = b.eval(loads)
         b.click('nav a[data-view="alerts"]')
