@@ -199,7 +199,10 @@ def run(args):
         n = b.eval(loads)
         b.open("#/queries?range=6h")
         d = b.wait_view("queries", f"{loads} > {n}")
-        b.check("07-queries-6h", d, QUERY_CHARTS, tier="base")
+        # The slow-queries table may be empty: whether the demo's statements pass the 1 s
+        # threshold within the run is chance (it failed CI once); the trend and the
+        # recommendations always have data.
+        b.check("07-queries-6h", d, ["slow_trend", "recommendations"], tier="base")
 
         n = b.eval(loads)
         b.open("#/overview?range=7d")
