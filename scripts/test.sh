@@ -61,6 +61,8 @@ done
 echo "no Kafka client in the pure and Postgres-only crates"
 
 log "build"
+# A clean checkout gains nothing from incremental artefacts; they would double the disk used.
+if [ "${CI:-}" = true ]; then export CARGO_INCREMENTAL=0; fi
 cargo build --workspace --all-targets
 # The fault tests need the crash points, compiled in only with the `failpoints` feature.
 cargo build -p perfstream --features failpoints
@@ -69,6 +71,7 @@ cp "$TARGET/debug/perfstream" "$WORK/perfstream-failpoints"
 export E2E_PERFSTREAM_BIN=$WORK/perfstream-failpoints
 cargo build -p perfstream
 BIN=$TARGET/debug/perfstream
+du -sh "$TARGET" 2>/dev/null || true
 
 log "broker (librdkafka mock cluster)"
 "$BIN" dev-broker --partitions 4 --bootstrap-file "$WORK/bootstrap" >"$WORK/broker.log" 2>&1 &
