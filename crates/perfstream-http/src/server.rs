@@ -12,6 +12,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use perfstream_pipeline::PipelineStats;
+use prometheus_client::collector::Collector;
 use prometheus_client::registry::Registry;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
@@ -56,6 +57,9 @@ pub struct AppState {
 pub struct HttpServer {
     listener: TcpListener,
     state: AppState,
+    /// Collectors of other components (the notifier's delivery figures), added to the
+    /// registry when the server runs.
+    collectors: Vec<Box<dyn Collector>>,
 }
 
 impl HttpServer {
@@ -91,7 +95,15 @@ impl HttpServer {
                 tasks,
                 cache,
             },
+            collectors: Vec::new(),
         })
+    }
+
+    /// Adds a collector read at every scrape of `/metrics` (e.g.
+    /// `perfstream_notify::NotifyStats::collector()`, the notifier's delivery figures).
+    pub fn with_collector(mut self, collector: Box<dyn Collector>) -> Self {
+        self.collectors.push(collector);
+        self
     }
 
     /// Reports the side tasks of `tasks` in `/readyz` and `/metrics` (the supervisor of
@@ -113,10 +125,21 @@ impl HttpServer {
 
     /// Serves until `shutdown` completes, then finishes the requests in flight.
     pub async fn run(
-        self,
+        mut self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), HttpError> {
         let addr = self.local_addr()?;
+        if !self.collectors.is_empty() {
+            let mut registry = metrics::registry(
+                self.state.stats.clone(),
+                self.state.tasks.clone(),
+                self.state.cache.clone(),
+            );
+            for c in self.collectors.drain(..) {
+                registry.register_collector(c);
+            }
+            self.state.registry = Arc::new(registry);
+        }
         tracing::info!(%addr, "Serving metrics, probes and the dashboard.");
         let listener =
             spawn_flush_listener(self.state.listen_pool.clone(), self.state.cache.clone());

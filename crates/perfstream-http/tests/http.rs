@@ -17,7 +17,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 mod support;
-use support::{get, insert_query, insert_request, start, start_with_tasks, this_minute};
+use support::{
+    get, insert_query, insert_request, start, start_with_collectors, start_with_tasks, this_minute,
+};
 
 #[sqlx::test(migrator = "perfstream_store::MIGRATOR")]
 async fn serve_answers_probes_metrics_and_the_dashboard_then_stops(pool: PgPool) {
@@ -445,12 +447,25 @@ async fn a_failed_side_task_makes_readyz_503_naming_it_and_shows_in_metrics(pool
     for task in ["evaluator", "http", "maintenance"] {
         tasks.running(task);
     }
-    let (addr, _stop) =
-        start_with_tasks(pool, Arc::new(PipelineStats::default()), tasks.clone()).await;
+    // The notifier's delivery figures, registered as `perfstream run` does.
+    let notify = perfstream_notify::NotifyStats::for_targets(["am", "ops-hook"]);
+    let (addr, _stop) = start_with_collectors(
+        pool,
+        Arc::new(PipelineStats::default()),
+        tasks.clone(),
+        vec![notify.collector()],
+    )
+    .await;
     let ready = get(addr, "/readyz").await;
     assert_eq!((ready.status, ready.body.as_str()), (200, "ready\n"));
     let metrics = get(addr, "/metrics").await;
     for line in [
+        "# TYPE perfstream_alert_notifications_delivered counter",
+        "perfstream_alert_notifications_delivered_total{target=\"am\"} 0",
+        "perfstream_alert_notification_failures_total{target=\"ops-hook\"} 0",
+        "perfstream_alert_notifications_resent_total{target=\"am\"} 0",
+        "perfstream_alert_notifications_pending{target=\"ops-hook\"} 0.0",
+        "perfstream_alert_notification_oldest_pending_seconds{target=\"am\"} 0.0",
         "# TYPE perfstream_task_up gauge",
         "perfstream_task_up{task=\"evaluator\"} 1",
         "perfstream_task_up{task=\"maintenance\"} 1",

@@ -50,6 +50,9 @@ pub async fn run_notifier(
         shutdown.await;
         return Ok(());
     }
+    for t in &settings.targets {
+        stats.update(&t.name, |_| {});
+    }
     let (stop_tx, mut stop) = watch::channel(false);
     let n = Notifier {
         settings: &settings,

@@ -32,6 +32,16 @@ pub struct NotifyStats {
 }
 
 impl NotifyStats {
+    /// Figures for `targets`, all zero: their series are in `/metrics` from the start (a
+    /// target that never delivered shows 0 rather than nothing).
+    pub fn for_targets<'a>(targets: impl IntoIterator<Item = &'a str>) -> NotifyStats {
+        let stats = NotifyStats::default();
+        for t in targets {
+            stats.update(t, |_| {});
+        }
+        stats
+    }
+
     /// A copy of every target's figures.
     pub fn snapshot(&self) -> BTreeMap<String, TargetStats> {
         self.inner.lock().map(|m| m.clone()).unwrap_or_default()

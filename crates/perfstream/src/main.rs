@@ -257,6 +257,10 @@ async fn run(cfg: Config) -> Result<()> {
     // pipeline drains.
     let (http_stop_tx, http_stop_rx) = tokio::sync::watch::channel(false);
     let health = perfstream_http::TaskHealth::default();
+    // The notifier's delivery figures, read by `/metrics` at scrape time.
+    let notify_stats = perfstream_notify::NotifyStats::for_targets(
+        cfg.notify.targets.iter().map(|t| t.name.as_str()),
+    );
     // Bound before anything starts, so a port in use fails start-up with a clear error.
     let http = if cfg.http.enabled {
         let server =
@@ -269,7 +273,11 @@ async fn run(cfg: Config) -> Result<()> {
                     )
                 })?;
         info!(listen = %cfg.http.listen, "Serving /metrics, /healthz, /readyz and the dashboard.");
-        Some(server.with_tasks(health.clone()))
+        Some(
+            server
+                .with_tasks(health.clone())
+                .with_collector(notify_stats.collector()),
+        )
     } else {
         None
     };
@@ -299,10 +307,10 @@ async fn run(cfg: Config) -> Result<()> {
             cfg.postgres.connection.operation_timeout,
             wait_stop(stop_rx.clone()),
         );
+        // Delivery figures, in `/metrics`; the `alert_deliveries` table shows the same per
+        // delivery.
+        let stats = notify_stats.clone();
         async move {
-            // Delivery figures: `NotifyStats::collector()` is ready for `/metrics`; the
-            // `alert_deliveries` table shows the same per delivery.
-            let stats = perfstream_notify::NotifyStats::default();
             perfstream_notify::run_notifier(notify, pool, group, stats, timeout, shutdown)
                 .await
                 .context("alert notifier")

@@ -58,14 +58,28 @@ pub async fn start_with_tasks(
     stats: Arc<PipelineStats>,
     tasks: TaskHealth,
 ) -> (SocketAddr, oneshot::Sender<()>) {
+    start_with_collectors(pool, stats, tasks, Vec::new()).await
+}
+
+/// Like [`start_with_tasks`], with more collectors in `/metrics` (as `perfstream run` adds the
+/// notifier's).
+pub async fn start_with_collectors(
+    pool: PgPool,
+    stats: Arc<PipelineStats>,
+    tasks: TaskHealth,
+    collectors: Vec<Box<dyn prometheus_client::collector::Collector>>,
+) -> (SocketAddr, oneshot::Sender<()>) {
     let settings = HttpSettings {
         listen: "127.0.0.1:0".to_owned(),
         enabled: true,
     };
-    let server = HttpServer::bind(&settings, stats, pool)
+    let mut server = HttpServer::bind(&settings, stats, pool)
         .await
         .expect("bind")
         .with_tasks(tasks);
+    for c in collectors {
+        server = server.with_collector(c);
+    }
     let addr = server.local_addr().expect("addr");
     let (tx, rx) = oneshot::channel::<()>();
     tokio::spawn(server.run(async move {
