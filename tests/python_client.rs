@@ -279,6 +279,7 @@ async fn python_service_traffic_is_counted_exactly_and_spellings_are_one_series(
             execution_time_us: t,
             rows_affected: 1,
             tenant_id: None,
+            trace_id: None,
             executed_at_us: now_us(),
         }));
     }

@@ -59,6 +59,7 @@ async fn a_burst_then_silence_closes_its_window_and_fires_its_alert() {
             execution_time_us: 1_500_000 + i,
             rows_affected: 1,
             tenant_id: None,
+            trace_id: None,
             executed_at_us: now_us,
         }));
     }

@@ -434,6 +434,7 @@ pub async fn refused_series_is_isolated(broker: Broker) {
                     execution_time_us: 1_000 + i,
                     rows_affected: 1,
                     tenant_id: None,
+                    trace_id: None,
                     executed_at_us: now_us - 10_000_000 + i * 100_000,
                 });
                 buf.clear();

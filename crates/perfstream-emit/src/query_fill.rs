@@ -98,6 +98,7 @@ mod tests {
             execution_time_us: 1,
             rows_affected: 0,
             tenant_id: None,
+            trace_id: None,
             executed_at_us: 0,
         }
     }

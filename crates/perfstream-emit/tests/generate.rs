@@ -221,6 +221,7 @@ fn query(t: i64, us: i64, rows: i64) -> Event {
         execution_time_us: us,
         rows_affected: rows,
         tenant_id: None,
+        trace_id: None,
         executed_at_us: t,
     })
 }
@@ -270,6 +271,7 @@ fn truth_figures_are_exact_on_a_hand_made_set() {
             response_time_us: 42,
             request_bytes: None,
             response_bytes: None,
+            trace_id: None,
             occurred_at_us: 5,
         }),
     ));

@@ -32,6 +32,7 @@ fn query(i: usize) -> Event {
         execution_time_us: 200 + (i as i64 * 37) % 50_000,
         rows_affected: (i % 100) as i64,
         tenant_id: i.is_multiple_of(3).then(|| format!("tenant-{}", i % 50)),
+        trace_id: None,
         executed_at_us: T0 + i as i64 * 1_000,
     })
 }
@@ -46,6 +47,7 @@ fn request(i: usize) -> Event {
         response_time_us: 1_000 + (i as i64 * 91) % 200_000,
         request_bytes: i.is_multiple_of(2).then_some(512),
         response_bytes: Some(2_048 + i as i64 % 1000),
+        trace_id: None,
         occurred_at_us: T0 + i as i64 * 1_000,
     })
 }

@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use perfstream_events::encode::{encode_alert, encode_dead_letter};
+use perfstream_events::encode::{
+    encode_alert, encode_dead_letter, encode_query_v2, encode_request_v2,
+};
 use perfstream_events::json::{alert_to_json, dead_letter_to_json, event_to_json, hex};
 use perfstream_events::*;
 use serde_json::{Value, json};
@@ -49,8 +51,21 @@ impl Lcg {
     }
 }
 
+/// A trace id for two events in three (version 2), none for the others (version 1); one of
+/// them at the longest length validation accepts.
+fn trace_id(g: &mut Lcg, i: usize) -> Option<String> {
+    match i % 3 {
+        0 => None,
+        1 => Some(format!("{:016x}{:016x}", g.next(), g.next())),
+        _ if i % 9 == 2 => Some("t".repeat(perfstream_events::validate::MAX_TRACE_ID_BYTES)),
+        _ => Some(format!("1-{:08x}-{}", g.below(1 << 32), g.name(""))),
+    }
+}
+
 enum Fixture {
     Event(Event),
+    /// Written in version 2 whatever its trace id (a null `trace_id` is version 2 too).
+    EventV2(Event),
     Alert(AlertEvent),
     DeadLetter(DeadLetter),
 }
@@ -80,6 +95,7 @@ fn fixtures() -> Vec<Fixture> {
             rows_affected: g.below(1 << 40) as i64,
             tenant_id: (i % 2 == 0).then(|| g.name("tenant-")),
             executed_at_us: T0 + g.below(86_400_000_000) as i64,
+            trace_id: trace_id(&mut g, i),
         })));
         out.push(Fixture::Event(Event::Request(RequestEvent {
             service: service.clone(),
@@ -91,6 +107,7 @@ fn fixtures() -> Vec<Fixture> {
             request_bytes: (i % 2 == 0).then(|| g.below(1 << 20) as i64),
             response_bytes: (i % 3 != 0).then(|| g.below(1 << 30) as i64),
             occurred_at_us: T0 + g.below(86_400_000_000) as i64,
+            trace_id: trace_id(&mut g, i + 1),
         })));
         let caches = match i % 4 {
             0 => None,
@@ -137,6 +154,18 @@ fn fixtures() -> Vec<Fixture> {
             caches,
         })));
     }
+    let untraced: Vec<Event> = out
+        .iter()
+        .filter_map(|f| match f {
+            Fixture::Event(e @ Event::Query(QueryEvent { trace_id: None, .. }))
+            | Fixture::Event(e @ Event::Request(RequestEvent { trace_id: None, .. })) => {
+                Some(e.clone())
+            }
+            _ => None,
+        })
+        .take(6)
+        .collect();
+    out.extend(untraced.into_iter().map(Fixture::EventV2));
     for i in 0..6 {
         out.push(Fixture::Alert(AlertEvent {
             alert_id: format!("{:016x}", g.next()),
@@ -181,8 +210,12 @@ fn write(dir: &Path) -> Result<usize, String> {
     for (n, f) in fixtures().iter().enumerate() {
         let mut bytes = Vec::new();
         let (kind, value, key) = match f {
-            Fixture::Event(e) => {
-                encode_event(&mut bytes, e);
+            Fixture::Event(e) | Fixture::EventV2(e) => {
+                match (f, e) {
+                    (Fixture::EventV2(_), Event::Query(q)) => encode_query_v2(&mut bytes, q),
+                    (Fixture::EventV2(_), Event::Request(r)) => encode_request_v2(&mut bytes, r),
+                    _ => encode_event(&mut bytes, e),
+                }
                 (
                     json::kind_name(e),
                     event_to_json(e),

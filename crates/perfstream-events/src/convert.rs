@@ -133,6 +133,7 @@ pub(crate) fn record(record: Record, v: Value) -> R<Decoded> {
             rows_affected: f.long("rows_affected")?,
             tenant_id: f.opt_string("tenant_id")?,
             executed_at_us: f.long("executed_at_us")?,
+            trace_id: f.opt_string("trace_id")?,
         })),
         Record::Request => Decoded::Event(Event::Request(RequestEvent {
             service: f.string("service")?,
@@ -144,6 +145,7 @@ pub(crate) fn record(record: Record, v: Value) -> R<Decoded> {
             request_bytes: f.opt_long("request_bytes")?,
             response_bytes: f.opt_long("response_bytes")?,
             occurred_at_us: f.long("occurred_at_us")?,
+            trace_id: f.opt_string("trace_id")?,
         })),
         Record::Resource => Decoded::Event(Event::Resource(ResourceEvent {
             service: f.string("service")?,

@@ -1,7 +1,7 @@
 //! [`Decoder`]: Confluent-framed bytes to perfstream's types.
 //!
-//! Our own schema ids (1..=5, `schemas/ids.json`) go through the specialised decoders below, which
-//! read exactly the binary layout of those schema versions. Any other id is looked up in the
+//! Our own schema ids (1..=7, `schemas/ids.json`) go through the specialised decoders (`fast.rs`),
+//! which read exactly the binary layout of those schema versions. Any other id is looked up in the
 //! schema registry (when one is configured) and decoded with apache-avro's schema resolution
 //! against our reader schema (`resolve.rs`). Both paths end in the same checks (`validate.rs`).
 
@@ -132,21 +132,6 @@ impl Record {
         Record::ALL.into_iter().find(|r| r.name() == name)
     }
 
-    /// Our own schema id of this record's current version.
-    pub fn own_id(self) -> SchemaId {
-        match self {
-            Record::Query => SchemaId::QUERY_V1,
-            Record::Request => SchemaId::REQUEST_V1,
-            Record::Resource => SchemaId::RESOURCE_V1,
-            Record::Alert => SchemaId::ALERT_V1,
-            Record::DeadLetter => SchemaId::DEAD_LETTER_V1,
-        }
-    }
-
-    pub fn from_own_id(id: u32) -> Option<Record> {
-        Record::ALL.into_iter().find(|r| r.own_id().0 == id)
-    }
-
     pub fn fits(self, target: Target) -> bool {
         match target {
             Target::Input => matches!(self, Record::Query | Record::Request | Record::Resource),
@@ -154,6 +139,33 @@ impl Record {
             Target::DeadLetter => self == Record::DeadLetter,
         }
     }
+}
+
+/// A binary layout of one of our records. Only the query and request events have a version 2:
+/// version 1 plus an optional `trace_id` appended (issue 14).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Version {
+    V1,
+    V2,
+}
+
+/// Our own schema versions: the static id map of `schemas/ids.json`, each with the record it is
+/// and the layout the specialised decoder reads.
+pub(crate) const OWN: [(SchemaId, Record, Version); 7] = [
+    (SchemaId::QUERY_V1, Record::Query, Version::V1),
+    (SchemaId::REQUEST_V1, Record::Request, Version::V1),
+    (SchemaId::RESOURCE_V1, Record::Resource, Version::V1),
+    (SchemaId::ALERT_V1, Record::Alert, Version::V1),
+    (SchemaId::DEAD_LETTER_V1, Record::DeadLetter, Version::V1),
+    (SchemaId::QUERY_V2, Record::Query, Version::V2),
+    (SchemaId::REQUEST_V2, Record::Request, Version::V2),
+];
+
+/// The record and layout of one of our own schema ids.
+pub(crate) fn own(id: u32) -> Option<(Record, Version)> {
+    OWN.into_iter()
+        .find(|(own, ..)| own.0 == id)
+        .map(|(_, r, v)| (r, v))
 }
 
 /// A decoded record of any kind, before it is narrowed to what the caller asked for.
@@ -290,7 +302,7 @@ impl Decoder {
     fn decode_any(&self, payload: &[u8], target: Target) -> Result<Decoded, DecodeError> {
         let (id, body) = split_header(payload)?;
         if self.config.fast_path
-            && let Some(record) = Record::from_own_id(id)
+            && let Some((record, version)) = own(id)
         {
             if !record.fits(target) {
                 return Err(DecodeError::WrongSchema {
@@ -299,7 +311,7 @@ impl Decoder {
                     expected: target.expected(),
                 });
             }
-            return decode_body(record, body, &self.limits);
+            return decode_body(record, version, body, &self.limits);
         }
         self.resolver.decode(id, body, target)
     }

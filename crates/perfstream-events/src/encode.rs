@@ -47,7 +47,8 @@ pub fn put_header(out: &mut Vec<u8>, id: SchemaId) {
     out.extend_from_slice(&id.0.to_be_bytes());
 }
 
-pub fn query_body(out: &mut Vec<u8>, e: &QueryEvent) {
+/// The body of `QueryEvent` version 1 (id 1): everything but `trace_id`.
+pub fn query_body_v1(out: &mut Vec<u8>, e: &QueryEvent) {
     put_str(out, &e.service);
     put_str(out, &e.instance);
     put_str(out, &e.query_hash);
@@ -59,7 +60,14 @@ pub fn query_body(out: &mut Vec<u8>, e: &QueryEvent) {
     put_long(out, e.executed_at_us);
 }
 
-pub fn request_body(out: &mut Vec<u8>, e: &RequestEvent) {
+/// The body of `QueryEvent` version 2 (id 6): version 1 then `trace_id`.
+pub fn query_body(out: &mut Vec<u8>, e: &QueryEvent) {
+    query_body_v1(out, e);
+    put_opt(out, &e.trace_id, |o, s| put_str(o, s));
+}
+
+/// The body of `RequestEvent` version 1 (id 2): everything but `trace_id`.
+pub fn request_body_v1(out: &mut Vec<u8>, e: &RequestEvent) {
     put_str(out, &e.service);
     put_str(out, &e.instance);
     put_str(out, &e.endpoint);
@@ -69,6 +77,12 @@ pub fn request_body(out: &mut Vec<u8>, e: &RequestEvent) {
     put_opt(out, &e.request_bytes, |o, v| put_long(o, *v));
     put_opt(out, &e.response_bytes, |o, v| put_long(o, *v));
     put_long(out, e.occurred_at_us);
+}
+
+/// The body of `RequestEvent` version 2 (id 7): version 1 then `trace_id`.
+pub fn request_body(out: &mut Vec<u8>, e: &RequestEvent) {
+    request_body_v1(out, e);
+    put_opt(out, &e.trace_id, |o, s| put_str(o, s));
 }
 
 pub fn resource_body(out: &mut Vec<u8>, e: &ResourceEvent) {
@@ -136,7 +150,11 @@ pub fn dead_letter_body(out: &mut Vec<u8>, e: &DeadLetter) {
     put_long(out, e.dead_at_us);
 }
 
-/// Appends the framed message (header + body) for an input event.
+/// Appends the framed message (header + body) for an input event, in the oldest of our schema
+/// versions that carries all of it: a query or request with a `trace_id` in version 2 (ids 6,
+/// 7), any other event in version 1. So producers that send no trace ids keep writing bytes
+/// every perfstream release reads (a rolling upgrade needs perfstream first only for traced
+/// events), and the same event always gives the same bytes.
 pub fn encode_event(out: &mut Vec<u8>, e: &Event) {
     match e {
         Event::Query(q) => encode_query(out, q),
@@ -145,13 +163,43 @@ pub fn encode_event(out: &mut Vec<u8>, e: &Event) {
     }
 }
 
+/// A query in version 1 without a trace id, else in version 2 (see [`encode_event`]).
 pub fn encode_query(out: &mut Vec<u8>, e: &QueryEvent) {
+    match e.trace_id {
+        None => encode_query_v1(out, e),
+        Some(_) => encode_query_v2(out, e),
+    }
+}
+
+/// A query in version 1 (id 1); its `trace_id`, if any, is not written.
+pub fn encode_query_v1(out: &mut Vec<u8>, e: &QueryEvent) {
     put_header(out, SchemaId::QUERY_V1);
+    query_body_v1(out, e);
+}
+
+/// A query in version 2 (id 6), `trace_id` null or not.
+pub fn encode_query_v2(out: &mut Vec<u8>, e: &QueryEvent) {
+    put_header(out, SchemaId::QUERY_V2);
     query_body(out, e);
 }
 
+/// A request in version 1 without a trace id, else in version 2 (see [`encode_event`]).
 pub fn encode_request(out: &mut Vec<u8>, e: &RequestEvent) {
+    match e.trace_id {
+        None => encode_request_v1(out, e),
+        Some(_) => encode_request_v2(out, e),
+    }
+}
+
+/// A request in version 1 (id 2); its `trace_id`, if any, is not written.
+pub fn encode_request_v1(out: &mut Vec<u8>, e: &RequestEvent) {
     put_header(out, SchemaId::REQUEST_V1);
+    request_body_v1(out, e);
+}
+
+/// A request in version 2 (id 7), `trace_id` null or not.
+pub fn encode_request_v2(out: &mut Vec<u8>, e: &RequestEvent) {
+    put_header(out, SchemaId::REQUEST_V2);
     request_body(out, e);
 }
 

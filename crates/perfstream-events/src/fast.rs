@@ -1,24 +1,25 @@
 //! The specialised decoders: one hand-written function per record of our own schema versions
-//! (ids 1..=5), reading exactly their binary layout with the bounds-checked [`Cursor`]. They are
+//! (ids 1..=7), reading exactly their binary layout (a version 2 appends `trace_id`) with the bounds-checked [`Cursor`]. They are
 //! the fast path; `resolve.rs` is the general one, and both must agree (`tests/paths.rs`).
 
 use std::collections::BTreeMap;
 
 use crate::cursor::Cursor;
-use crate::decode::{Decoded, Limits, Record};
+use crate::decode::{Decoded, Limits, Record, Version};
 use crate::error::DecodeError;
 use crate::types::*;
 
 /// Decodes the body of one of our own schema versions with the specialised decoder.
 pub(crate) fn decode_body(
     record: Record,
+    version: Version,
     body: &[u8],
     lim: &Limits,
 ) -> Result<Decoded, DecodeError> {
     let mut c = Cursor::new(body);
     let d = match record {
-        Record::Query => Decoded::Event(Event::Query(query(&mut c, lim)?)),
-        Record::Request => Decoded::Event(Event::Request(request(&mut c, lim)?)),
+        Record::Query => Decoded::Event(Event::Query(query(&mut c, lim, version)?)),
+        Record::Request => Decoded::Event(Event::Request(request(&mut c, lim, version)?)),
         Record::Resource => Decoded::Event(Event::Resource(resource(&mut c, lim)?)),
         Record::Alert => Decoded::Alert(alert(&mut c, lim)?),
         Record::DeadLetter => Decoded::DeadLetter(dead_letter(&mut c, lim)?),
@@ -60,7 +61,15 @@ fn opt_bytes(c: &mut Cursor, field: &'static str) -> Result<Option<Vec<u8>>, Dec
     })
 }
 
-fn query(c: &mut Cursor, lim: &Limits) -> Result<QueryEvent, DecodeError> {
+/// `trace_id`, the last field of version 2; version 1 has none.
+fn trace_id(c: &mut Cursor, lim: &Limits, version: Version) -> Result<Option<String>, DecodeError> {
+    match version {
+        Version::V1 => Ok(None),
+        Version::V2 => opt_string(c, "trace_id", lim.max_string),
+    }
+}
+
+fn query(c: &mut Cursor, lim: &Limits, version: Version) -> Result<QueryEvent, DecodeError> {
     let s = lim.max_string;
     Ok(QueryEvent {
         service: c.string("service", s)?,
@@ -72,10 +81,11 @@ fn query(c: &mut Cursor, lim: &Limits) -> Result<QueryEvent, DecodeError> {
         rows_affected: c.long("rows_affected")?,
         tenant_id: opt_string(c, "tenant_id", s)?,
         executed_at_us: c.long("executed_at_us")?,
+        trace_id: trace_id(c, lim, version)?,
     })
 }
 
-fn request(c: &mut Cursor, lim: &Limits) -> Result<RequestEvent, DecodeError> {
+fn request(c: &mut Cursor, lim: &Limits, version: Version) -> Result<RequestEvent, DecodeError> {
     let s = lim.max_string;
     Ok(RequestEvent {
         service: c.string("service", s)?,
@@ -87,6 +97,7 @@ fn request(c: &mut Cursor, lim: &Limits) -> Result<RequestEvent, DecodeError> {
         request_bytes: opt_long(c, "request_bytes")?,
         response_bytes: opt_long(c, "response_bytes")?,
         occurred_at_us: c.long("occurred_at_us")?,
+        trace_id: trace_id(c, lim, version)?,
     })
 }
 

@@ -25,6 +25,7 @@ pub fn event_to_json(e: &Event) -> Value {
             "rows_affected": q.rows_affected,
             "tenant_id": q.tenant_id,
             "executed_at_us": q.executed_at_us,
+            "trace_id": q.trace_id,
         }),
         Event::Request(r) => json!({
             "service": r.service,
@@ -36,6 +37,7 @@ pub fn event_to_json(e: &Event) -> Value {
             "request_bytes": r.request_bytes,
             "response_bytes": r.response_bytes,
             "occurred_at_us": r.occurred_at_us,
+            "trace_id": r.trace_id,
         }),
         Event::Resource(r) => json!({
             "service": r.service,

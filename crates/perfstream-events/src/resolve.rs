@@ -1,7 +1,7 @@
 //! The resolution path: any writer schema, read through apache-avro's schema resolution against
 //! our reader schema (the current `schemas/*.avsc`), then converted to our types (`convert.rs`).
 //!
-//! Writer schemas come from the static id map (ids 1..=5, when the fast path is off) or from the
+//! Writer schemas come from the static id map (ids 1..=7, when the fast path is off) or from the
 //! schema registry. Each is checked once for compatibility with the reader schema of its record
 //! and cached with a ready `GenericDatumReader`. The schemas are leaked to get the `'static`
 //! lifetime that reader needs: one per schema id ever seen, so the leak is bounded by the number
@@ -17,7 +17,7 @@ use apache_avro::schema_compatibility::SchemaCompatibility;
 
 use crate::convert;
 use crate::cursor::Cursor;
-use crate::decode::{Decoded, Limits, Record, Target};
+use crate::decode::{Decoded, Limits, OWN, Record, Target, Version};
 use crate::error::DecodeError;
 use crate::fast::decode_body;
 use crate::registry::{Registry, RegistryError};
@@ -31,10 +31,10 @@ const MAX_CACHED_FAILURES: usize = 4096;
 /// A writer schema, ready to decode with.
 pub(crate) struct Writer {
     pub record: Record,
-    /// The writer schema has the same Parsing Canonical Form (the same binary layout) as our own
-    /// version of `record`: a registry id under which a producer registered our exact schema.
-    /// Such bodies take the specialised decoder.
-    pub same_as_own: bool,
+    /// The version of our own schema of `record` with the same Parsing Canonical Form (the same
+    /// binary layout) as the writer schema, if any: a registry id under which a producer
+    /// registered one of our exact schemas. Such bodies take the specialised decoder.
+    pub same_as_own: Option<Version>,
     schema: &'static Schema,
     names: ResolvedSchema<'static>,
     reader: GenericDatumReader<'static>,
@@ -49,6 +49,16 @@ pub(crate) fn reader_schema(record: Record) -> &'static Schema {
         Record::Resource => &s.resource,
         Record::Alert => &s.alert,
         Record::DeadLetter => &s.dead_letter,
+    }
+}
+
+/// Our own schema of a record in one version (the reader schema is the current one).
+pub(crate) fn own_schema(record: Record, version: Version) -> &'static Schema {
+    let s = schemas();
+    match (record, version) {
+        (Record::Query, Version::V1) => &s.query_v1,
+        (Record::Request, Version::V1) => &s.request_v1,
+        _ => reader_schema(record),
     }
 }
 
@@ -106,9 +116,14 @@ impl Writer {
             .reader_schema(reader_schema(record))
             .build()
             .map_err(|e| incompatible(e.to_string()))?;
+        let form = schema.canonical_form();
+        let same_as_own = OWN
+            .into_iter()
+            .find(|&(_, r, v)| r == record && own_schema(r, v).canonical_form() == form)
+            .map(|(.., v)| v);
         Ok(Writer {
             record,
-            same_as_own: schema.canonical_form() == reader_schema(record).canonical_form(),
+            same_as_own,
             schema,
             names,
             reader,
@@ -136,14 +151,12 @@ struct Cache {
 
 impl Resolver {
     pub fn new(registry: Option<Registry>, limits: Limits, fast_path: bool) -> Self {
-        // Our own current schemas are their own writer schemas; they read as themselves (tested),
-        // so none is dropped here.
-        let own = Record::ALL
+        // Our own schema versions read as the current ones (tested), so none is dropped here.
+        let own = OWN
             .into_iter()
-            .filter_map(|record| {
-                let id = record.own_id().0;
-                let w = Writer::new(id, record, reader_schema(record)).ok()?;
-                Some((id, Arc::new(w)))
+            .filter_map(|(id, record, version)| {
+                let w = Writer::new(id.0, record, own_schema(record, version)).ok()?;
+                Some((id.0, Arc::new(w)))
             })
             .collect();
         Resolver {
@@ -204,8 +217,10 @@ impl Resolver {
                 expected: target.expected(),
             });
         }
-        if self.fast_path && w.same_as_own {
-            return decode_body(w.record, body, &self.limits);
+        if self.fast_path
+            && let Some(version) = w.same_as_own
+        {
+            return decode_body(w.record, version, body, &self.limits);
         }
         let mut c = Cursor::new(body);
         scan(w.schema, w.names.get_names(), &mut c, &self.limits, 0)?;
@@ -265,10 +280,11 @@ mod tests {
             },
             false,
         );
-        assert_eq!(r.own.len(), Record::ALL.len());
-        for record in Record::ALL {
-            let w = r.writer(record.own_id().0).expect("own schema");
+        assert_eq!(r.own.len(), OWN.len());
+        for (id, record, version) in OWN {
+            let w = r.writer(id.0).expect("own schema");
             assert_eq!(w.record, record);
+            assert_eq!(w.same_as_own, Some(version));
         }
     }
 
@@ -282,14 +298,16 @@ mod tests {
     fn registry_copies_of_our_schemas_are_recognised() {
         // Docs and defaults differ, the binary layout does not: same Parsing Canonical Form.
         let copy = crate::schema::QUERY_AVSC.replace("Stable hash", "A hash");
-        assert!(writer(&copy).same_as_own);
+        assert_eq!(writer(&copy).same_as_own, Some(Version::V2));
+        let copy = crate::schema::QUERY_V1_AVSC.replace("Stable hash", "A hash");
+        assert_eq!(writer(&copy).same_as_own, Some(Version::V1));
         // One field less: a different layout.
         let mut v: serde_json::Value = serde_json::from_str(crate::schema::QUERY_AVSC).unwrap();
         v["fields"]
             .as_array_mut()
             .unwrap()
             .retain(|f| f["name"] != "tenant_id");
-        assert!(!writer(&v.to_string()).same_as_own);
+        assert_eq!(writer(&v.to_string()).same_as_own, None);
     }
 
     #[test]

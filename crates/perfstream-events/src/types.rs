@@ -49,7 +49,8 @@ impl QueryType {
     }
 }
 
-/// One executed database query (schema `perfstream.v1.QueryEvent`, topic `perf.query`).
+/// One executed database query (schema `perfstream.v1.QueryEvent`, topic `perf.query`; version 1
+/// or 2, see `schema.rs`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueryEvent {
     pub service: String,
@@ -61,9 +62,13 @@ pub struct QueryEvent {
     pub rows_affected: i64,
     pub tenant_id: Option<String>,
     pub executed_at_us: TimestampUs,
+    /// Distributed trace id (version 2 only; `None` from version 1). Kept with the event when
+    /// it is one of its window's samples, so a slow execution links to its trace.
+    pub trace_id: Option<String>,
 }
 
-/// One served request (schema `perfstream.v1.RequestEvent`, topic `perf.request`).
+/// One served request (schema `perfstream.v1.RequestEvent`, topic `perf.request`; version 1 or
+/// 2, see `schema.rs`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RequestEvent {
     pub service: String,
@@ -75,6 +80,8 @@ pub struct RequestEvent {
     pub request_bytes: Option<i64>,
     pub response_bytes: Option<i64>,
     pub occurred_at_us: TimestampUs,
+    /// Distributed trace id (version 2 only; `None` from version 1), kept with the samples.
+    pub trace_id: Option<String>,
 }
 
 /// Hit and miss counts of one cache over a resource sample's interval.

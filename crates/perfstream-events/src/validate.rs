@@ -37,6 +37,9 @@ pub const MAX_NAME_BYTES: usize = 256;
 pub const MAX_QUERY_HASH_BYTES: usize = 128;
 /// Longest `query_text`, in bytes.
 pub const MAX_QUERY_TEXT_BYTES: usize = 8192;
+/// Longest `trace_id` (query and request events, version 2), in bytes: room for every common
+/// format (W3C and B3 ids are 32 hex digits, X-Ray's 35 characters) with margin.
+pub const MAX_TRACE_ID_BYTES: usize = 128;
 /// Longest `endpoint` (route template), in bytes.
 pub const MAX_ENDPOINT_BYTES: usize = 512;
 /// Longest `method`, in bytes.
@@ -178,6 +181,13 @@ fn event_time(field: &'static str, t: i64, kafka_us: Option<i64>, max_skew_us: i
     at_most(field, t, MAX_EVENT_TIME_US)
 }
 
+/// A trace id: at most [`MAX_TRACE_ID_BYTES`], no NUL. An empty one is allowed (a producer
+/// whose tracing is off may send `""`); the samples store it as none.
+fn trace_id(t: &Option<String>) -> R {
+    t.as_deref()
+        .map_or(Ok(()), |t| len("trace_id", t, MAX_TRACE_ID_BYTES))
+}
+
 /// Checks an input event; `kafka_us` is its message's Kafka timestamp, if known.
 pub fn event(e: &Event, kafka_us: Option<i64>, max_skew_us: i64) -> R {
     match e {
@@ -199,6 +209,7 @@ pub fn query(e: &QueryEvent, kafka_us: Option<i64>, max_skew_us: i64) -> R {
     if let Some(t) = &e.tenant_id {
         len("tenant_id", t, MAX_NAME_BYTES)?;
     }
+    trace_id(&e.trace_id)?;
     event_time("executed_at_us", e.executed_at_us, kafka_us, max_skew_us)
 }
 
@@ -215,6 +226,7 @@ pub fn request(e: &RequestEvent, kafka_us: Option<i64>, max_skew_us: i64) -> R {
     within("response_time_us", e.response_time_us, MAX_DURATION_US)?;
     opt_within("request_bytes", e.request_bytes, MAX_BYTES)?;
     opt_within("response_bytes", e.response_bytes, MAX_BYTES)?;
+    trace_id(&e.trace_id)?;
     event_time("occurred_at_us", e.occurred_at_us, kafka_us, max_skew_us)
 }
 

@@ -85,6 +85,7 @@ fn valid_hand_encoded_query_decodes() {
         execution_time_us: 1_000,
         rows_affected: 1,
         tenant_id: None,
+        trace_id: None,
         executed_at_us: T0,
     });
     let bytes = frame(1, &query_parts());

@@ -18,7 +18,7 @@ use apache_avro::Schema;
 use apache_avro::types::{Record, Value};
 use common::*;
 use perfstream_events::encode::put_header;
-use perfstream_events::schema::{ALERT_AVSC, QUERY_AVSC, RESOURCE_AVSC};
+use perfstream_events::schema::{ALERT_AVSC, QUERY_AVSC, QUERY_V1_AVSC, RESOURCE_AVSC};
 use perfstream_events::*;
 use serde_json::json;
 
@@ -438,25 +438,41 @@ fn config_check_rejects_https_and_negative_skew() {
 }
 
 #[test]
-fn a_registered_copy_of_our_schema_decodes_like_id_1() {
-    // A Java producer with KafkaAvroSerializer registers our schema and gets its own id.
-    let copy: serde_json::Value = serde_json::from_str(QUERY_AVSC).expect("json");
-    let reg = FakeRegistry::start(HashMap::from([(120, ok(&copy))]));
-    let slow = Decoder::new(DecodeConfig {
-        registry_url: Some(reg.url.clone()),
-        fast_path: false,
-        ..DecodeConfig::default()
-    });
-    let fast = reg.decoder();
-    let mut bytes = framed(&Event::Query(query()));
-    bytes[1..5].copy_from_slice(&120u32.to_be_bytes());
-    assert_eq!(fast.decode(&bytes, None), Ok(Event::Query(query())));
-    assert_eq!(slow.decode(&bytes, None), Ok(Event::Query(query())));
-    // and bad bodies fail the same way on both
-    for cut in 5..bytes.len() {
-        assert_eq!(
-            fast.decode(&bytes[..cut], None),
-            slow.decode(&bytes[..cut], None)
-        );
+fn registered_copies_of_our_schemas_decode_like_ids_1_and_6() {
+    // A Java producer with KafkaAvroSerializer registers our schema and gets its own id: the
+    // version 1 (no trace id) or the version 2 (issue 14).
+    let traced = QueryEvent {
+        trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
+        ..query()
+    };
+    for (avsc, id, event) in [
+        (QUERY_V1_AVSC, 120u32, query()),
+        (QUERY_AVSC, 121, traced.clone()),
+        (QUERY_AVSC, 122, query()),
+    ] {
+        let copy: serde_json::Value = serde_json::from_str(avsc).expect("json");
+        let reg = FakeRegistry::start(HashMap::from([(id, ok(&copy))]));
+        let slow = Decoder::new(DecodeConfig {
+            registry_url: Some(reg.url.clone()),
+            fast_path: false,
+            ..DecodeConfig::default()
+        });
+        let fast = reg.decoder();
+        let mut bytes = Vec::new();
+        if avsc == QUERY_AVSC {
+            encode::encode_query_v2(&mut bytes, &event);
+        } else {
+            encode::encode_query_v1(&mut bytes, &event);
+        }
+        bytes[1..5].copy_from_slice(&id.to_be_bytes());
+        assert_eq!(fast.decode(&bytes, None), Ok(Event::Query(event.clone())));
+        assert_eq!(slow.decode(&bytes, None), Ok(Event::Query(event)));
+        // and bad bodies fail the same way on both
+        for cut in 5..bytes.len() {
+            assert_eq!(
+                fast.decode(&bytes[..cut], None),
+                slow.decode(&bytes[..cut], None)
+            );
+        }
     }
 }

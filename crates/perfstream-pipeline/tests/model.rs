@@ -478,6 +478,7 @@ fn query(t_us: i64, hash: u8, rows: i64) -> Event {
         execution_time_us: 1000 + rows,
         rows_affected: rows,
         tenant_id: None,
+        trace_id: None,
         executed_at_us: t_us,
     })
 }

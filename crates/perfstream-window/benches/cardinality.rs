@@ -85,6 +85,7 @@ fn main() {
             execution_time_us: 1000 + i % 5000,
             rows_affected: 1,
             tenant_id: None,
+            trace_id: None,
             executed_at_us: T0 + i % 1_000_000,
         })
     };
@@ -110,6 +111,7 @@ fn main() {
                 execution_time_us: 1000 + i % 5000,
                 rows_affected: 1,
                 tenant_id: None,
+                trace_id: None,
                 executed_at_us: T0 + i % 1_000_000,
             })
         },

@@ -219,6 +219,7 @@ mod tests {
             execution_time_us: 1,
             rows_affected: 0,
             tenant_id: tenant.map(Into::into),
+            trace_id: None,
             executed_at_us: 0,
         }
     }

@@ -409,6 +409,7 @@ mod tests {
                     execution_time_us: 1,
                     rows_affected: 1,
                     tenant_id: None,
+                    trace_id: None,
                     executed_at_us: 0,
                 };
                 s.record(

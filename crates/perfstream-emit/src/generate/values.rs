@@ -58,6 +58,7 @@ impl Generator {
             execution_time_us,
             rows_affected,
             tenant_id,
+            trace_id: None,
             executed_at_us: t,
         }
     }
@@ -104,6 +105,7 @@ impl Generator {
             response_time_us,
             request_bytes,
             response_bytes,
+            trace_id: None,
             occurred_at_us: t,
         }
     }

@@ -15,7 +15,9 @@ mod request;
 
 pub use query::{QueryRecorder, RowCount};
 #[cfg(feature = "tower")]
-pub use request::{EndpointFn, RequestLayer, RequestService, ResponseFuture, UNMATCHED};
+pub use request::{
+    EndpointFn, RequestLayer, RequestService, ResponseFuture, UNMATCHED, traceparent_trace_id,
+};
 
 /// Microseconds since the Unix epoch, now (the event time of what is about to run).
 pub(crate) fn now_us() -> i64 {

@@ -99,6 +99,18 @@ impl QueryRecorder {
         sql: &str,
         query: impl Future<Output = Result<T, E>>,
     ) -> Result<T, E> {
+        self.time_traced(tenant, None, sql, query).await
+    }
+
+    /// Like [`QueryRecorder::time_for`], with the trace id of the request the query serves
+    /// (`trace_id`, schema version 2): a sample of a slow execution then links to its trace.
+    pub async fn time_traced<T: RowCount, E>(
+        &self,
+        tenant: Option<&str>,
+        trace_id: Option<&str>,
+        sql: &str,
+        query: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
         let executed_at_us = now_us();
         let start = Instant::now();
         let result = query.await;
@@ -113,6 +125,7 @@ impl QueryRecorder {
             rows_affected: result.as_ref().map_or(0, RowCount::row_count),
             tenant_id: tenant.map(str::to_string),
             executed_at_us,
+            trace_id: trace_id.map(str::to_string),
         });
         result
     }

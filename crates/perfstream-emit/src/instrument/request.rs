@@ -5,7 +5,8 @@
 //! extensions when the layer is added with `Router::layer` or `Router::route_layer`. Requests
 //! no route matched are recorded as [`UNMATCHED`]. The time is from the request entering the
 //! layer to the response head being ready (a streamed body is not waited for); a request whose
-//! future is dropped (client gone) is not recorded.
+//! future is dropped (client gone) is not recorded. A request with a valid W3C `traceparent`
+//! header is recorded with its trace id (`trace_id`, schema version 2, issue 14).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -101,7 +102,30 @@ struct Pending {
     method: String,
     request_bytes: Option<i64>,
     occurred_at_us: i64,
+    trace_id: Option<String>,
     start: Instant,
+}
+
+/// The trace id of a W3C `traceparent` header (`00-<32 hex trace id>-<16 hex span id>-<2 hex
+/// flags>`), if the header is there and well-formed; an all-zero id is invalid.
+pub fn traceparent_trace_id(headers: &http::HeaderMap) -> Option<String> {
+    let v = headers.get("traceparent")?.to_str().ok()?;
+    let mut parts = v.trim().split('-');
+    let (version, trace, span, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let ok = hex(version, 2)
+        && version != "ff"
+        && hex(trace, 32)
+        && hex(span, 16)
+        && hex(flags, 2)
+        && trace.bytes().any(|b| b != b'0')
+        && (version != "00" || parts.next().is_none());
+    ok.then(|| trace.to_string())
 }
 
 fn content_length(headers: &http::HeaderMap) -> Option<i64> {
@@ -139,6 +163,7 @@ where
             method: parts.method.as_str().to_string(),
             request_bytes: content_length(&parts.headers),
             occurred_at_us: now_us(),
+            trace_id: traceparent_trace_id(&parts.headers),
             start: Instant::now(),
         };
         let inner = self.inner.call(http::Request::from_parts(parts, body));
@@ -184,8 +209,46 @@ where
                 request_bytes: p.request_bytes,
                 response_bytes,
                 occurred_at_us: p.occurred_at_us,
+                trace_id: p.trace_id,
             });
         }
         Poll::Ready(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trace(v: &str) -> Option<String> {
+        let mut h = http::HeaderMap::new();
+        h.insert("traceparent", v.parse().unwrap());
+        traceparent_trace_id(&h)
+    }
+
+    #[test]
+    fn traceparent_gives_the_trace_id_when_well_formed() {
+        let id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        assert_eq!(
+            trace(&format!("00-{id}-00f067aa0ba902b7-01")).as_deref(),
+            Some(id)
+        );
+        // A later version may append fields.
+        assert_eq!(
+            trace(&format!("01-{id}-00f067aa0ba902b7-01-x")).as_deref(),
+            Some(id)
+        );
+        for bad in [
+            format!("00-{id}-00f067aa0ba902b7-01-x"),
+            format!("ff-{id}-00f067aa0ba902b7-01"),
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01".to_string(),
+            format!("00-{}-00f067aa0ba902b7-01", id.to_uppercase()),
+            format!("00-{id}-00f067aa0ba902b7"),
+            format!("00-{id}x-00f067aa0ba902b7-01"),
+            String::new(),
+        ] {
+            assert_eq!(trace(&bad), None, "{bad}");
+        }
+        assert_eq!(traceparent_trace_id(&http::HeaderMap::new()), None);
     }
 }

@@ -20,6 +20,7 @@ pub fn query() -> QueryEvent {
         rows_affected: 1,
         tenant_id: Some("tenant-42".into()),
         executed_at_us: T0,
+        trace_id: None,
     }
 }
 
@@ -34,6 +35,7 @@ pub fn request() -> RequestEvent {
         request_bytes: None,
         response_bytes: Some(2_048),
         occurred_at_us: T0,
+        trace_id: None,
     }
 }
 
@@ -164,6 +166,17 @@ pub fn time() -> impl Strategy<Value = i64> {
     prop_oneof![8 => T0..T0 + 86_400_000_000, 1 => any::<i64>()]
 }
 
+/// A trace id or none: mostly W3C-like, sometimes empty, at the limit or over it, or with a NUL.
+pub fn trace_id() -> impl Strategy<Value = Option<String>> {
+    proptest::option::of(prop_oneof![
+        4 => "[0-9a-f]{32}",
+        1 => name(),
+        1 => Just(String::new()),
+        1 => "[a-z]{127,129}",
+        1 => "[a-z]{0,4}\\x00[a-z]{0,4}",
+    ])
+}
+
 pub fn query_event() -> impl Strategy<Value = QueryEvent> {
     (
         (any_string(), name(), any_string()),
@@ -172,18 +185,22 @@ pub fn query_event() -> impl Strategy<Value = QueryEvent> {
         (long(), long()),
         proptest::option::of(name()),
         time(),
+        trace_id(),
     )
         .prop_map(
-            |((service, instance, query_hash), t, text, (et, rows), tenant, at)| QueryEvent {
-                service,
-                instance,
-                query_hash,
-                query_type: QueryType::from_index(t).unwrap_or(QueryType::Other),
-                query_text: text,
-                execution_time_us: et,
-                rows_affected: rows,
-                tenant_id: tenant,
-                executed_at_us: at,
+            |((service, instance, query_hash), t, text, (et, rows), tenant, at, trace_id)| {
+                QueryEvent {
+                    service,
+                    instance,
+                    query_hash,
+                    query_type: QueryType::from_index(t).unwrap_or(QueryType::Other),
+                    query_text: text,
+                    execution_time_us: et,
+                    rows_affected: rows,
+                    tenant_id: tenant,
+                    executed_at_us: at,
+                    trace_id,
+                }
             },
         )
 }
@@ -195,18 +212,22 @@ pub fn request_event() -> impl Strategy<Value = RequestEvent> {
         long(),
         (proptest::option::of(long()), proptest::option::of(long())),
         time(),
+        trace_id(),
     )
         .prop_map(
-            |((service, instance, endpoint, method), status, rt, (rq, rs), at)| RequestEvent {
-                service,
-                instance,
-                endpoint,
-                method,
-                status_code: status,
-                response_time_us: rt,
-                request_bytes: rq,
-                response_bytes: rs,
-                occurred_at_us: at,
+            |((service, instance, endpoint, method), status, rt, (rq, rs), at, trace_id)| {
+                RequestEvent {
+                    service,
+                    instance,
+                    endpoint,
+                    method,
+                    status_code: status,
+                    response_time_us: rt,
+                    request_bytes: rq,
+                    response_bytes: rs,
+                    occurred_at_us: at,
+                    trace_id,
+                }
             },
         )
 }

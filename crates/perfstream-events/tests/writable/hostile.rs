@@ -96,9 +96,10 @@ pub fn query() -> BoxedStrategy<QueryEvent> {
             opt(text(MAX_NAME_BYTES)),
         ),
         (figure(MAX_DURATION_US), figure(MAX_COUNT), time()),
+        opt(text(MAX_TRACE_ID_BYTES)),
     )
         .prop_map(
-            |((service, instance, hash), (t, text, tenant), (et, rows, at))| QueryEvent {
+            |((service, instance, hash), (t, text, tenant), (et, rows, at), trace_id)| QueryEvent {
                 service,
                 instance,
                 query_hash: hash,
@@ -108,6 +109,7 @@ pub fn query() -> BoxedStrategy<QueryEvent> {
                 rows_affected: rows,
                 tenant_id: tenant,
                 executed_at_us: at,
+                trace_id,
             },
         )
         .boxed()
@@ -119,18 +121,22 @@ pub fn request() -> BoxedStrategy<RequestEvent> {
         (text(MAX_ENDPOINT_BYTES), text(MAX_METHOD_BYTES)),
         (int(100..600), figure(MAX_DURATION_US), time()),
         (opt(figure(MAX_BYTES)), opt(figure(MAX_BYTES))),
+        opt(text(MAX_TRACE_ID_BYTES)),
     )
         .prop_map(
-            |((service, instance), (endpoint, method), (status, rt, at), (rq, rs))| RequestEvent {
-                service,
-                instance,
-                endpoint,
-                method,
-                status_code: status,
-                response_time_us: rt,
-                request_bytes: rq,
-                response_bytes: rs,
-                occurred_at_us: at,
+            |((service, instance), (endpoint, method), (status, rt, at), (rq, rs), trace_id)| {
+                RequestEvent {
+                    service,
+                    instance,
+                    endpoint,
+                    method,
+                    status_code: status,
+                    response_time_us: rt,
+                    request_bytes: rq,
+                    response_bytes: rs,
+                    occurred_at_us: at,
+                    trace_id,
+                }
             },
         )
         .boxed()

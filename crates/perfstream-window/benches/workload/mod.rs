@@ -68,6 +68,7 @@ pub fn empty_query() -> QueryEvent {
         execution_time_us: 0,
         rows_affected: 1,
         tenant_id: None,
+        trace_id: None,
         executed_at_us: 0,
     }
 }

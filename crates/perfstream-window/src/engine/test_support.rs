@@ -32,6 +32,7 @@ pub fn query(service: &str, hash: &str, t: i64, latency_us: i64) -> Event {
         execution_time_us: latency_us,
         rows_affected: 3,
         tenant_id: None,
+        trace_id: None,
         executed_at_us: t,
     })
 }
@@ -46,6 +47,7 @@ pub fn request(service: &str, endpoint: &str, status: i32, t: i64, latency_us: i
         response_time_us: latency_us,
         request_bytes: None,
         response_bytes: Some(100),
+        trace_id: None,
         occurred_at_us: t,
     })
 }
