@@ -142,8 +142,8 @@ impl Store {
             .write_table::<ResourceTable>(&mut tx, &resource)
             .await?;
         // Samples follow their rollups: same transaction, same replay rules.
-        crate::samples::write_query_samples(&mut tx, &query, &flush.topics).await?;
-        crate::samples::write_request_samples(&mut tx, &request, &flush.topics).await?;
+        crate::samples::write_samples(&mut tx, &query, &flush.topics).await?;
+        crate::samples::write_samples(&mut tx, &request, &flush.topics).await?;
         let rollups_at = t.elapsed();
         let catalog = self.catalog.upsert(&mut tx, &flush.rollups.query).await?;
         self.fault(Stage::Catalog)?;

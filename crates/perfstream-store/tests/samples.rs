@@ -4,7 +4,7 @@
 mod support;
 
 use perfstream_store::{FlushCommit, Store};
-use perfstream_window::{PartitionId, QuerySample, Rollups, Source};
+use perfstream_window::{PartitionId, QuerySample, RequestSample, Rollups, Source};
 use sqlx::{PgPool, Row};
 use support::*;
 
@@ -15,6 +15,7 @@ fn sample(us: i64, offset: i64) -> QuerySample {
         instance: "i-1".into(),
         tenant_id: None,
         event_time_us: T0 + offset,
+        trace_id: None,
         source: Source {
             partition: PartitionId {
                 topic: 0,
@@ -106,4 +107,154 @@ async fn a_fenced_flush_writes_no_sample(pool: PgPool) {
     );
     assert!(store.write_flush(&f).await.is_err());
     assert!(samples(&pool).await.is_empty());
+}
+
+/// Issue 14: every field of a sample reaches its column, in both tables (one writer serves
+/// both), the trace id included; a sample without one stores NULL.
+#[sqlx::test(migrator = "perfstream_store::MIGRATOR")]
+async fn every_sample_field_reaches_its_column(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    let claim = store.claim_partition(GROUP, TOPIC, 0, "p1").await.unwrap();
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let mut q = query(T0, "api", "h1", &[2_000_000, 1_000_000], 4);
+    q.key.tenant_id = "t-9".into();
+    q.figures.query_text = Some("SELECT $1".into());
+    q.figures.samples = vec![
+        QuerySample {
+            trace_id: Some(trace.into()),
+            rows_affected: 7,
+            instance: "i-2".into(),
+            ..sample(2_000_000, 11)
+        },
+        sample(1_000_000, 12),
+    ];
+    let mut r = request(T0, "api", "/pay", &[3_000_000], 0);
+    r.figures.samples = vec![RequestSample {
+        duration_us: 3_000_000,
+        status_code: 503,
+        request_bytes: Some(10),
+        response_bytes: None,
+        instance: "i-3".into(),
+        event_time_us: T0 + 5,
+        trace_id: Some(trace.into()),
+        source: Source {
+            partition: PartitionId {
+                topic: 1,
+                partition: 2,
+            },
+            offset: 40,
+        },
+    }];
+    let mut f = flush(
+        "p1",
+        Rollups {
+            query: vec![q],
+            request: vec![r],
+            ..Rollups::default()
+        },
+        vec![progress(&claim, 0, 1, 0, T0 + MIN_US)],
+    );
+    f.topics = vec!["perf.query".into(), "perf.request".into()];
+    commit(&store, &f).await;
+
+    let rows = sqlx::query(
+        "SELECT resolution, window_start = to_timestamp($1 / 1e6), \
+         window_end = to_timestamp($2 / 1e6), service, query_hash, query_type, tenant_id, \
+         source_topic, source_partition, source_offset, rank, execution_time_us, rows_affected, \
+         instance, query_text, event_time = to_timestamp($3 / 1e6), trace_id \
+         FROM query_samples ORDER BY rank",
+    )
+    .bind(T0 as f64)
+    .bind((T0 + MIN_US) as f64)
+    .bind((T0 + 11) as f64)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 2);
+    let r0 = &rows[0];
+    assert_eq!(r0.get::<String, _>(0), "1m");
+    assert!(r0.get::<bool, _>(1) && r0.get::<bool, _>(2) && r0.get::<bool, _>(15));
+    assert_eq!(
+        (
+            r0.get::<String, _>(3),
+            r0.get::<String, _>(4),
+            r0.get::<String, _>(5),
+            r0.get::<String, _>(6),
+            r0.get::<String, _>(7),
+        ),
+        (
+            "api".into(),
+            "h1".into(),
+            "select".into(),
+            "t-9".into(),
+            "perf.query".into()
+        )
+    );
+    assert_eq!(
+        (
+            r0.get::<i32, _>(8),
+            r0.get::<i64, _>(9),
+            r0.get::<i16, _>(10),
+            r0.get::<i64, _>(11),
+            r0.get::<i64, _>(12),
+        ),
+        (0, 11, 1, 2_000_000, 7)
+    );
+    assert_eq!(r0.get::<String, _>(13), "i-2");
+    assert_eq!(
+        r0.get::<Option<String>, _>(14).as_deref(),
+        Some("SELECT $1")
+    );
+    assert_eq!(r0.get::<Option<String>, _>(16).as_deref(), Some(trace));
+    assert_eq!(rows[1].get::<i16, _>(10), 2);
+    assert_eq!(rows[1].get::<Option<String>, _>(16), None);
+
+    let r = sqlx::query(
+        "SELECT resolution, service, endpoint, method, source_topic, source_partition, \
+         source_offset, rank, response_time_us, status_code, request_bytes, response_bytes, \
+         instance, event_time = to_timestamp($1 / 1e6), trace_id FROM request_samples",
+    )
+    .bind((T0 + 5) as f64)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (
+            r.get::<String, _>(0),
+            r.get::<String, _>(1),
+            r.get::<String, _>(2),
+            r.get::<String, _>(3),
+            r.get::<String, _>(4),
+        ),
+        (
+            "1m".into(),
+            "api".into(),
+            "/pay".into(),
+            "GET".into(),
+            "perf.request".into()
+        )
+    );
+    assert_eq!(
+        (
+            r.get::<i32, _>(5),
+            r.get::<i64, _>(6),
+            r.get::<i16, _>(7),
+            r.get::<i64, _>(8),
+            r.get::<i32, _>(9),
+            r.get::<Option<i64>, _>(10),
+            r.get::<Option<i64>, _>(11),
+        ),
+        (2, 40, 1, 3_000_000, 503, Some(10), None)
+    );
+    assert_eq!(r.get::<String, _>(12), "i-3");
+    assert!(r.get::<bool, _>(13));
+    assert_eq!(r.get::<Option<String>, _>(14).as_deref(), Some(trace));
+    // The seed's view shows the trace id.
+    let seen: Option<String> = sqlx::query_scalar(
+        "SELECT trace_id FROM query_performance_metrics WHERE execution_time_ms = 2000",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(seen.as_deref(), Some(trace));
 }

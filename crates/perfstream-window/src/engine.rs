@@ -12,6 +12,7 @@ use crate::hdr::HdrLayout;
 use crate::key::{PackedKey, encode_query, encode_request, encode_resource};
 use crate::partition::{PartitionState, ResumeState};
 use crate::rollup::{Rollup, Rollups};
+use crate::samples;
 use crate::series::Series;
 use crate::watermark;
 use crate::window::{SeriesMap, WindowState, upsert};
@@ -58,6 +59,11 @@ pub struct Engine {
 }
 
 /// Start and (exclusive) end of the window holding `t`.
+/// Bytes of an optional text.
+fn opt_len(t: &Option<String>) -> usize {
+    t.as_ref().map_or(0, String::len)
+}
+
 pub fn window_of(t_us: i64, window_us: i64) -> (i64, i64) {
     let start = t_us.saturating_sub(t_us.rem_euclid(window_us));
     (start, start.saturating_add(window_us))
@@ -262,6 +268,10 @@ impl Engine {
             Event::Query(e) => {
                 encode_query(scratch, e, config.tenant_dimension);
                 let text = e.query_text.as_ref().map_or(0, |t| t.len().min(max_text));
+                let sample = samples::first_sample_bytes::<crate::QuerySample>(
+                    k,
+                    e.instance.len() + opt_len(&e.tenant_id) + opt_len(&e.trace_id),
+                );
                 let (s, of) = upsert(
                     &mut w.query,
                     scratch,
@@ -269,12 +279,16 @@ impl Engine {
                     live_series,
                     budget,
                     limits,
-                    text,
+                    text + sample,
                 );
                 (s.record(e, layout, max_text, source, k), of)
             }
             Event::Request(e) => {
                 encode_request(scratch, e);
+                let sample = samples::first_sample_bytes::<crate::RequestSample>(
+                    k,
+                    e.instance.len() + opt_len(&e.trace_id),
+                );
                 let (s, of) = upsert(
                     &mut w.request,
                     scratch,
@@ -282,7 +296,7 @@ impl Engine {
                     live_series,
                     budget,
                     limits,
-                    0,
+                    sample,
                 );
                 (s.record(e, layout, source, k), of)
             }

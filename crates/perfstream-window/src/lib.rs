@@ -18,7 +18,7 @@
 //! let request = |t| Event::Request(RequestEvent {
 //!     service: "checkout".into(), instance: "i-1".into(), endpoint: "/pay".into(),
 //!     method: "POST".into(), status_code: 200, response_time_us: 1_500,
-//!     request_bytes: None, response_bytes: None, occurred_at_us: t,
+//!     request_bytes: None, response_bytes: None, occurred_at_us: t, trace_id: None,
 //! });
 //! // Per message: its offset, the decoded event and when it arrived.
 //! assert_eq!(engine.record(p, 0, &request(t0 + 1), t0).unwrap(), RecordOutcome::Aggregated);

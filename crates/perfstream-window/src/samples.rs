@@ -26,6 +26,8 @@ pub struct QuerySample {
     pub instance: String,
     pub tenant_id: Option<String>,
     pub event_time_us: i64,
+    /// The producer's trace id (schema version 2), `None` when it sent none or an empty one.
+    pub trace_id: Option<String>,
     pub source: Source,
 }
 
@@ -38,7 +40,20 @@ pub struct RequestSample {
     pub response_bytes: Option<i64>,
     pub instance: String,
     pub event_time_us: i64,
+    /// The producer's trace id (schema version 2), `None` when it sent none or an empty one.
+    pub trace_id: Option<String>,
     pub source: Source,
+}
+
+/// The trace id a sample keeps: none for an empty one (a producer with tracing off may send
+/// `""`).
+pub fn trace_id(t: &Option<String>) -> Option<String> {
+    t.as_deref().filter(|t| !t.is_empty()).map(str::to_owned)
+}
+
+/// Heap bytes of an optional text.
+fn opt_capacity(t: &Option<String>) -> usize {
+    t.as_ref().map_or(0, String::capacity)
 }
 
 /// A sample's place in the order: slowest first, then by source.
@@ -56,7 +71,7 @@ impl Ranked for QuerySample {
         self.source
     }
     fn heap_bytes(&self) -> usize {
-        self.instance.capacity() + self.tenant_id.as_ref().map_or(0, String::capacity)
+        self.instance.capacity() + opt_capacity(&self.tenant_id) + opt_capacity(&self.trace_id)
     }
 }
 
@@ -68,7 +83,7 @@ impl Ranked for RequestSample {
         self.source
     }
     fn heap_bytes(&self) -> usize {
-        self.instance.capacity()
+        self.instance.capacity() + opt_capacity(&self.trace_id)
     }
 }
 
@@ -116,6 +131,18 @@ pub fn merge<S: Ranked + Clone>(a: &mut Vec<S>, b: &[S], k: usize) {
     a.truncate(k);
 }
 
+/// Heap bytes of a new series' first sample, whose texts take `text_bytes`, with `k` samples
+/// kept (0 keeps none): what [`heap_bytes`] gives for its list of one, charged to the memory
+/// budget when the series is created rather than at the next flush's recount, so a producer
+/// inventing keys pays for its samples' texts (instance, tenant, trace id) at once.
+pub fn first_sample_bytes<S>(k: usize, text_bytes: usize) -> usize {
+    if k == 0 {
+        0
+    } else {
+        size_of::<S>() + text_bytes
+    }
+}
+
 /// Heap bytes of a sample list.
 pub fn heap_bytes<S: Ranked>(list: &[S], capacity: usize) -> usize {
     capacity * size_of::<S>() + list.iter().map(Ranked::heap_bytes).sum::<usize>()
@@ -134,6 +161,7 @@ mod tests {
             response_bytes: None,
             instance: "i".into(),
             event_time_us: 0,
+            trace_id: None,
             source: Source {
                 partition: PartitionId {
                     topic: 0,
@@ -177,5 +205,32 @@ mod tests {
             prop_assert_eq!(got(&one), want.clone());
             prop_assert_eq!(got(&a), want);
         }
+    }
+
+    /// Issue 14: a sample's trace id counts in the memory budget, and an empty one is none.
+    #[test]
+    fn trace_ids_count_in_heap_bytes() {
+        let plain = sample(5, 1);
+        let traced = RequestSample {
+            trace_id: trace_id(&Some("4bf92f3577b34da6a3ce929d0e0e4736".into())),
+            ..plain.clone()
+        };
+        assert_eq!(traced.heap_bytes(), plain.heap_bytes() + 32);
+        assert_eq!(
+            heap_bytes(std::slice::from_ref(&traced), 1),
+            heap_bytes(std::slice::from_ref(&plain), 1) + 32
+        );
+        let q = QuerySample {
+            duration_us: 1,
+            rows_affected: 0,
+            instance: "i".into(),
+            tenant_id: Some("t".into()),
+            event_time_us: 0,
+            trace_id: Some("abc".into()),
+            source: plain.source,
+        };
+        assert_eq!(q.heap_bytes(), 1 + 1 + 3);
+        assert_eq!(trace_id(&Some(String::new())), None);
+        assert_eq!(trace_id(&None), None);
     }
 }

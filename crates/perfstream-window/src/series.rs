@@ -173,6 +173,7 @@ impl QuerySeries {
                 instance: e.instance.clone(),
                 tenant_id: e.tenant_id.clone(),
                 event_time_us: e.executed_at_us,
+                trace_id: samples::trace_id(&e.trace_id),
                 source,
             }
         });
@@ -262,6 +263,7 @@ impl RequestSeries {
                 response_bytes: e.response_bytes,
                 instance: e.instance.clone(),
                 event_time_us: e.occurred_at_us,
+                trace_id: samples::trace_id(&e.trace_id),
                 source,
             }
         });

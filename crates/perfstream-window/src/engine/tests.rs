@@ -704,3 +704,65 @@ fn memory_budget_routes_new_keys_to_overflow_before_it_is_exceeded() {
     );
     assert_eq!(e.series_bytes(), 0, "everything released after the flush");
 }
+
+/// Issue 14: a sample keeps its event's trace id (none for an empty one), and the trace id's
+/// bytes count in the memory budget from the moment the series is created.
+#[test]
+fn trace_ids_reach_the_samples_and_count_in_the_memory_budget() {
+    let traced = |e: perfstream_events::Event, id: &str| match e {
+        perfstream_events::Event::Query(q) => {
+            perfstream_events::Event::Query(perfstream_events::QueryEvent {
+                trace_id: Some(id.into()),
+                ..q
+            })
+        }
+        perfstream_events::Event::Request(r) => {
+            perfstream_events::Event::Request(perfstream_events::RequestEvent {
+                trace_id: Some(id.into()),
+                ..r
+            })
+        }
+        other => other,
+    };
+    let id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    for event in [query("s", "h", T0, 5), request("s", "/a", 200, T0, 5)] {
+        let mut plain = assigned(cfg(), &[0]);
+        plain.record(pid(0), 0, &event, T0).unwrap();
+        let mut with = assigned(cfg(), &[0]);
+        with.record(pid(0), 0, &traced(event.clone(), id), T0)
+            .unwrap();
+        assert_eq!(with.series_bytes(), plain.series_bytes() + id.len());
+        // No samples kept: nothing charged for them.
+        let mut none = assigned(
+            WindowConfig {
+                samples_per_series: 0,
+                ..cfg()
+            },
+            &[0],
+        );
+        none.record(pid(0), 0, &traced(event.clone(), id), T0)
+            .unwrap();
+        assert!(none.series_bytes() < plain.series_bytes());
+    }
+
+    let mut e = assigned(cfg(), &[0]);
+    e.record(pid(0), 0, &traced(query("s", "h", T0, 9), id), T0)
+        .unwrap();
+    e.record(pid(0), 1, &traced(query("s", "h", T0, 7), ""), T0)
+        .unwrap();
+    e.record(pid(0), 2, &query("s", "h", T0, 5), T0).unwrap();
+    e.record(pid(0), 3, &traced(request("s", "/a", 200, T0, 5), id), T0)
+        .unwrap();
+    let f = drain(&mut e);
+    let q: Vec<_> = f.closed.query[0]
+        .figures
+        .samples
+        .iter()
+        .map(|s| s.trace_id.as_deref())
+        .collect();
+    assert_eq!(q, [Some(id), None, None]);
+    assert_eq!(
+        f.closed.request[0].figures.samples[0].trace_id.as_deref(),
+        Some(id)
+    );
+}
