@@ -11,10 +11,11 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use crate::AlertError;
 use crate::lifecycle::{self, Edge, Observation, Phase, ResolveReason};
 use crate::message::message;
-use crate::observe;
-use crate::rows::{Window, WindowRows};
+use crate::observe::{self, Budget, BurnPoint};
+use crate::rows::{Window, WindowRows, over_threshold};
 use crate::rule::{Rule, RuleId, RuleSet};
 use crate::settings::{AlertSettings, Severity};
+use crate::sla::SlaTable;
 
 /// The stored state of one (rule, key); `phase: None` means inactive (delete the row).
 #[derive(Debug, Clone, PartialEq)]
@@ -117,9 +118,11 @@ pub struct Engine {
     history_windows: usize,
     /// The burn-rate rule's history, µs (its longest long window; 0 when disabled).
     burn_span_us: i64,
-    /// Per request key (`request|service|endpoint|method`): (window start, requests, 5xx) of
-    /// the last `burn_span_us`, for the burn-rate rule only.
-    burn: HashMap<String, VecDeque<(i64, i64, i64)>>,
+    /// Per request key (`request|service|endpoint|method`): requests, 5xx and requests over
+    /// the SLA threshold per window of the last `burn_span_us`, for the burn-rate rules only.
+    burn: HashMap<String, VecDeque<BurnPoint>>,
+    /// Endpoint SLAs (`endpoint_slas`), by (service, endpoint).
+    slas: SlaTable,
     state: State,
     last: Option<Window>,
 }
@@ -167,6 +170,7 @@ impl Engine {
             history_windows: rules.history_windows(),
             burn_span_us: rules.history_span().as_micros() as i64,
             burn: HashMap::new(),
+            slas: SlaTable::new(),
             rules,
             state: State::default(),
             last: None,
@@ -175,6 +179,17 @@ impl Engine {
 
     pub fn rules(&self) -> &RuleSet {
         &self.rules
+    }
+
+    /// Sets the endpoint SLAs (the `endpoint_slas` table), used from the next window on by
+    /// `endpoint_sla` (statistic, threshold) and `latency_burn` (threshold, objective). An
+    /// endpoint without an entry keeps the config's rules.
+    pub fn set_slas(&mut self, slas: SlaTable) {
+        self.slas = slas;
+    }
+
+    pub fn slas(&self) -> &SlaTable {
+        &self.slas
     }
 
     /// Windows of history the trend and baseline rules need before a window (what a restarted
@@ -225,17 +240,30 @@ impl Engine {
     fn record_history(&mut self, rows: &WindowRows) {
         let w = rows.window;
         if self.burn_span_us > 0 {
+            let ctx = Ctx {
+                rules: &self.rules,
+                slas: &self.slas,
+            };
             for r in &rows.requests {
+                let fields = [
+                    ("service", r.service.as_str()),
+                    ("endpoint", r.endpoint.as_str()),
+                    ("method", r.method.as_str()),
+                ];
+                let threshold_us = ctx.sla_threshold_us(&fields);
+                let (slow, slow_exact) = over_threshold(&r.buckets, threshold_us);
                 let key = format!("request|{}|{}|{}", r.service, r.endpoint, r.method);
-                self.burn.entry(key).or_default().push_back((
-                    w.start_us,
-                    r.latency.count,
-                    r.status_5xx,
-                ));
+                self.burn.entry(key).or_default().push_back(BurnPoint {
+                    start_us: w.start_us,
+                    requests: r.latency.count,
+                    errors: r.status_5xx,
+                    slow,
+                    slow_exact,
+                });
             }
             let from = w.end_us - self.burn_span_us;
             self.burn.retain(|_, h| {
-                while h.front().is_some_and(|p| p.0 < from) {
+                while h.front().is_some_and(|p| p.start_us < from) {
                     h.pop_front();
                 }
                 !h.is_empty()
@@ -301,7 +329,10 @@ impl Engine {
         self.record_history(rows);
         let w = rows.window;
         let len_us = (w.end_us - w.start_us).max(1);
-        let rules = &self.rules;
+        let rules = &Ctx {
+            rules: &self.rules,
+            slas: &self.slas,
+        };
         let burn = &self.burn;
         let st = &mut self.state;
         st.seen.clear();
@@ -338,7 +369,12 @@ impl Engine {
                 observe::error_rate(r, e)
             });
             st.judge(rules, w, &key, RuleId::ErrorBudgetBurn, |r| {
-                observe::burn(r, burn.get(&key.text), w.end_us)
+                observe::burn(r, burn.get(&key.text), w.end_us, Budget::Errors)
+            });
+            st.judge(rules, w, &key, RuleId::LatencyBurn, |r| {
+                let threshold_ms = rules.sla_threshold_us(key.fields()) as f64 / 1000.0;
+                let budget = Budget::Latency { threshold_ms };
+                observe::burn(r, burn.get(&key.text), w.end_us, budget)
             });
             st.judge(rules, w, &key, RuleId::Regression, |r| {
                 observe::regression(r, &e.latency, e.baseline_us)
@@ -487,7 +523,7 @@ impl Engine {
 impl State {
     fn judge(
         &mut self,
-        rules: &RuleSet,
+        rules: &Ctx<'_>,
         w: Window,
         key: &RowKey<'_>,
         id: RuleId,
@@ -550,7 +586,7 @@ impl State {
                 rule.severity
             };
             let threshold = match (obs.detail, rule.critical_threshold) {
-                (lifecycle::Detail::Burn { factor }, _) => factor,
+                (lifecycle::Detail::Burn { factor, .. }, _) => factor,
                 (_, Some(c)) if critical && fired => c,
                 _ => rule.threshold,
             };
@@ -574,7 +610,7 @@ impl State {
                 observed_value: obs.value,
                 threshold,
                 clear_threshold: match obs.detail {
-                    lifecycle::Detail::Burn { factor } => factor,
+                    lifecycle::Detail::Burn { factor, .. } => factor,
                     _ => rule.clear_threshold,
                 },
                 window: w,
@@ -614,4 +650,39 @@ fn static_field(k: &str) -> Option<&'static str> {
     ]
     .into_iter()
     .find(|f| *f == k)
+}
+
+/// The rules with the endpoint SLAs applied: what every judgement asks for its rule.
+struct Ctx<'a> {
+    rules: &'a RuleSet,
+    slas: &'a SlaTable,
+}
+
+impl Ctx<'_> {
+    /// The rule of `id` for a key: config defaults, `[alerts.rules]`, overrides, then, for
+    /// `endpoint_sla` and `latency_burn`, the endpoint's row of `endpoint_slas`.
+    fn for_key(&self, id: RuleId, fields: &[(&str, &str)]) -> std::borrow::Cow<'_, Rule> {
+        let mut rule = self.rules.for_key(id, fields);
+        if matches!(id, RuleId::EndpointSla | RuleId::LatencyBurn)
+            && let Some(sla) = self.sla(fields)
+        {
+            sla.apply(rule.to_mut());
+        }
+        rule
+    }
+
+    fn sla(&self, fields: &[(&str, &str)]) -> Option<&crate::Sla> {
+        if self.slas.is_empty() {
+            return None;
+        }
+        let get = |k: &str| fields.iter().find(|(f, _)| *f == k).map(|(_, v)| *v);
+        let (service, endpoint) = (get("service")?, get("endpoint")?);
+        self.slas.get(&(service.to_string(), endpoint.to_string()))
+    }
+
+    /// The endpoint's SLA threshold, µs: its `endpoint_slas` row, else the `endpoint_sla`
+    /// rule's threshold for the key (config and overrides).
+    fn sla_threshold_us(&self, fields: &[(&str, &str)]) -> i64 {
+        (self.for_key(RuleId::EndpointSla, fields).threshold * 1000.0).round() as i64
+    }
 }

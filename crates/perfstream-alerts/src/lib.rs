@@ -36,6 +36,7 @@
 //! - `rows.rs`: the inputs ([`WindowRows`]). `observe.rs`: each rule's judgement of one row.
 //! - `lifecycle.rs`: the pending -> firing -> resolved machine, alert ids.
 //! - `engine.rs`: [`Engine`], history and phases per key. `message.rs`: human messages.
+//! - `sla.rs`: [`Sla`], an endpoint's objective from the `endpoint_slas` table.
 //! - `stats.rs`: least-squares fit, Kendall tau, median.
 //!
 //! # Invariant
@@ -49,6 +50,7 @@ mod observe;
 mod rows;
 mod rule;
 mod settings;
+mod sla;
 mod stats;
 
 #[cfg(test)]
@@ -56,9 +58,13 @@ mod tests;
 
 pub use engine::{Engine, Evaluation, StateRow, Transition};
 pub use lifecycle::{Phase, ResolveReason, alert_id};
-pub use rows::{Latency, QueryRow, RequestRow, ResourceRow, Window, WindowRows};
+pub use observe::BurnPoint;
+pub use rows::{
+    Bucket, Latency, QueryRow, RequestRow, ResourceRow, Window, WindowRows, over_threshold,
+};
 pub use rule::{Rule, RuleId, RuleSet};
 pub use settings::{AlertSettings, BurnWindow, Override, RulePatch, Rules, Severity, Statistic};
+pub use sla::{Sla, SlaTable};
 pub use stats::{Fit, fit};
 
 /// Errors of the alert engine.

@@ -56,9 +56,12 @@ pub enum Detail {
     Baseline {
         baseline: f64,
     },
-    /// Burn rate: the factor of the pair the value belongs to.
+    /// Burn rate: the factor of the pair the value belongs to; for the latency budget, the
+    /// SLA threshold and whether the share over it is exact (the threshold is a bucket edge).
     Burn {
         factor: f64,
+        exact: bool,
+        threshold_ms: Option<f64>,
     },
 }
 

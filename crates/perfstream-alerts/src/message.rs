@@ -22,6 +22,19 @@ fn target(labels: &BTreeMap<String, String>) -> String {
     }
 }
 
+/// An objective as a percentage with the digits it needs (99 %, 99.9 %, 99.95 %).
+fn target_pct(v: f64) -> String {
+    let p = v * 100.0;
+    let mut t = format!("{p:.3}");
+    while t.ends_with('0') {
+        t.pop();
+    }
+    if t.ends_with('.') {
+        t.pop();
+    }
+    format!("{t} %")
+}
+
 fn pct(v: f64) -> String {
     format!("{:.1} %", v * 100.0)
 }
@@ -58,16 +71,26 @@ pub fn message(
         }
         _ => {}
     }
-    if id == RuleId::ErrorBudgetBurn {
-        let factor = match o.detail {
-            Detail::Burn { factor } => factor,
-            _ => r.threshold,
+    if matches!(id, RuleId::ErrorBudgetBurn | RuleId::LatencyBurn) {
+        let (factor, exact, threshold_ms) = match o.detail {
+            Detail::Burn {
+                factor,
+                exact,
+                threshold_ms,
+            } => (factor, exact, threshold_ms),
+            _ => (r.threshold, true, None),
         };
-        let objective = format!("{:.3} %", r.slo_target * 100.0);
+        let objective = match threshold_ms {
+            Some(t) => format!(
+                "latency budget of the {} within {t:.0} ms objective",
+                target_pct(r.slo_target)
+            ),
+            None => format!("error budget of the {} objective", target_pct(r.slo_target)),
+        };
         if fired {
             let _ = write!(
                 m,
-                "{id} firing for {who}: error budget of the {objective} objective burning at {:.1}x (pair threshold {factor:.1}x)",
+                "{id} firing for {who}: {objective} burning at {:.1}x (pair threshold {factor:.1}x)",
                 o.value
             );
         } else {
@@ -76,6 +99,13 @@ pub fn message(
                 "{id} resolved for {who}: burn rate {:.1}x, under {factor:.1}x",
                 o.value
             );
+        }
+        if threshold_ms.is_some() {
+            m.push_str(if exact {
+                "; exact (the threshold is a histogram bucket edge)"
+            } else {
+                "; approximate (the threshold falls inside a histogram bucket, whose requests count as over it)"
+            });
         }
         return m;
     }

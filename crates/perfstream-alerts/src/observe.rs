@@ -26,6 +26,7 @@ fn stat_us(l: &Latency, s: Statistic) -> i64 {
         Statistic::P99 => l.p99_us,
         Statistic::P999 => l.p999_us,
         Statistic::Max => l.max_us,
+        Statistic::Avg => l.mean_us,
     }
 }
 
@@ -216,54 +217,86 @@ pub fn absent(r: &Rule, missing: u32) -> Observation {
     }
 }
 
-/// Error-budget burn of one endpoint: `hist` is its (window start, requests, 5xx) per window up
-/// to the current one, which ends at `end_us`. A pair breaches when both its windows burn at
-/// least its factor (burn = error ratio / (1 - slo_target)); the value is the fastest pair's
-/// burn (the smaller of its two), the threshold that pair's factor. Too few requests in a pair's
-/// long window (`min_count`) leave the pair out; no pair judged is no data.
+/// One window of an endpoint, for the burn-rate rules.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BurnPoint {
+    pub start_us: i64,
+    pub requests: i64,
+    /// 5xx responses.
+    pub errors: i64,
+    /// Requests over the endpoint's SLA threshold (from the histogram).
+    pub slow: i64,
+    /// False when the threshold fell inside a histogram bucket (its requests counted as slow).
+    pub slow_exact: bool,
+}
+
+/// Which budget a burn-rate rule judges.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Budget {
+    /// 5xx responses (`error_budget_burn`).
+    Errors,
+    /// Requests over the SLA threshold of `threshold_ms` (`latency_burn`).
+    Latency { threshold_ms: f64 },
+}
+
+/// Burn rate of one endpoint: `hist` is its windows up to the current one, which ends at
+/// `end_us`. A pair breaches when both its windows burn at least its factor (burn = bad share /
+/// (1 - slo_target)); the value is the fastest pair's burn (the smaller of its two), the
+/// threshold that pair's factor. Too few requests in a pair's long window (`min_count`) leave
+/// the pair out; no pair judged is no data.
 pub fn burn(
     r: &Rule,
-    hist: Option<&std::collections::VecDeque<(i64, i64, i64)>>,
+    hist: Option<&std::collections::VecDeque<BurnPoint>>,
     end_us: i64,
+    budget: Budget,
 ) -> Observation {
     let Some(hist) = hist else {
         return Observation::absent();
     };
-    let budget = 1.0 - r.slo_target;
+    let allowed = 1.0 - r.slo_target;
+    // (requests, bad, exact)
     let sum = |span: std::time::Duration| {
         let from = end_us - span.as_micros() as i64;
         hist.iter()
-            .filter(|p| p.0 >= from)
-            .fold((0i64, 0i64), |(n, e), p| (n + p.1, e + p.2))
+            .filter(|p| p.start_us >= from)
+            .fold((0i64, 0i64, true), |(n, e, x), p| match budget {
+                Budget::Errors => (n + p.requests, e + p.errors, x),
+                Budget::Latency { .. } => (n + p.requests, e + p.slow, x && p.slow_exact),
+            })
     };
-    let mut judged = false;
-    let mut best: Option<(f64, f64, bool)> = None; // (burn, factor, breach)
+    let mut best: Option<(f64, f64, bool, bool)> = None; // (burn, factor, breach, exact)
     for b in &r.burn_windows {
-        let (nl, el) = sum(b.long);
-        let (ns, es) = sum(b.short);
+        let (nl, el, xl) = sum(b.long);
+        let (ns, es, xs) = sum(b.short);
         if (nl.max(0) as u64) < r.min_count.max(1) || ns <= 0 {
             continue;
         }
-        judged = true;
-        let rate = (el as f64 / nl as f64 / budget).min(es as f64 / ns as f64 / budget);
+        let rate = (el as f64 / nl as f64 / allowed).min(es as f64 / ns as f64 / allowed);
         let breach = rate >= b.factor;
         // Prefer a breaching pair, then the one closest to its factor.
         let better = match best {
             None => true,
-            Some((br, bf, bb)) => (breach, rate / b.factor) > (bb, br / bf),
+            Some((br, bf, bb, _)) => (breach, rate / b.factor) > (bb, br / bf),
         };
         if better {
-            best = Some((rate, b.factor, breach));
+            best = Some((rate, b.factor, breach, xl && xs));
         }
     }
     match best {
-        Some((rate, factor, breach)) if judged => Observation {
+        Some((rate, factor, breach, exact)) => Observation {
             breach,
             clear: !breach,
             no_data: false,
             value: rate,
-            detail: Detail::Burn { factor },
+            detail: Detail::Burn {
+                factor,
+                exact,
+                threshold_ms: match budget {
+                    Budget::Errors => None,
+                    Budget::Latency { threshold_ms } => Some(threshold_ms),
+                },
+            },
         },
-        _ => Observation::absent(),
+        None => Observation::absent(),
     }
 }

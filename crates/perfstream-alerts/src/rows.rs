@@ -18,6 +18,35 @@ pub struct Latency {
     pub p99_us: i64,
     pub p999_us: i64,
     pub max_us: i64,
+    /// Mean, µs (the rollup's `sum_us / count`, rounded).
+    pub mean_us: i64,
+}
+
+/// One non-empty bucket of a window's latency histogram: `count` requests whose durations lie
+/// in `low_us..=high_us` (the HDR bucket's lowest and highest equivalent values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bucket {
+    pub low_us: i64,
+    pub high_us: i64,
+    pub count: i64,
+}
+
+/// Requests of `buckets` over `threshold_us`, and whether that count is exact: a bucket wholly
+/// above the threshold counts; a bucket the threshold falls inside (`low <= t < high`) counts
+/// too (the worse side), and makes the figure inexact. Exact when the threshold is a bucket
+/// edge (or no bucket straddles it).
+pub fn over_threshold(buckets: &[Bucket], threshold_us: i64) -> (i64, bool) {
+    let mut over = 0i64;
+    let mut exact = true;
+    for b in buckets {
+        if b.low_us > threshold_us {
+            over = over.saturating_add(b.count);
+        } else if b.high_us > threshold_us {
+            over = over.saturating_add(b.count);
+            exact = false;
+        }
+    }
+    (over, exact)
 }
 
 /// One `query_rollups` row.
@@ -40,6 +69,9 @@ pub struct RequestRow {
     pub latency: Latency,
     pub status_5xx: i64,
     pub baseline_us: Option<f64>,
+    /// The window's latency histogram, ascending (for the latency burn rate; empty when the
+    /// caller did not read it).
+    pub buckets: Vec<Bucket>,
 }
 
 /// One `resource_rollups` row; ratios are 0..1 (the tables' `*_ppm` / 1e6). `None` when no

@@ -26,10 +26,11 @@ pub enum RuleId {
     Regression,
     Absent,
     ErrorBudgetBurn,
+    LatencyBurn,
 }
 
 impl RuleId {
-    pub const ALL: [RuleId; 14] = [
+    pub const ALL: [RuleId; 15] = [
         Self::SlowQuery,
         Self::EndpointSla,
         Self::ErrorRate,
@@ -44,6 +45,7 @@ impl RuleId {
         Self::Regression,
         Self::Absent,
         Self::ErrorBudgetBurn,
+        Self::LatencyBurn,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -62,6 +64,7 @@ impl RuleId {
             Self::Regression => "regression",
             Self::Absent => "absent",
             Self::ErrorBudgetBurn => "error_budget_burn",
+            Self::LatencyBurn => "latency_burn",
         }
     }
 
@@ -182,6 +185,17 @@ impl RuleId {
                 threshold: 14.4,
                 clear_threshold: 14.4,
                 min_count: 100,
+                ..base
+            },
+            // Off by default, like `error_budget_burn`. The objective: 99 % of requests within
+            // the endpoint's SLA threshold, unless `endpoint_slas` says otherwise.
+            Self::LatencyBurn => Rule {
+                enabled: false,
+                severity: Severity::Critical,
+                threshold: 14.4,
+                clear_threshold: 14.4,
+                min_count: 100,
+                slo_target: 0.99,
                 ..base
             },
             Self::Absent => Rule {
@@ -325,6 +339,15 @@ impl RuleSet {
         out
     }
 
+    /// Whether rule `id` is enabled for some key (its base rule, or an override turning it on).
+    pub fn enabled_anywhere(&self, id: RuleId) -> bool {
+        self.base(id).enabled
+            || self
+                .overrides
+                .iter()
+                .any(|o| o.rule == id && o.set.enabled == Some(true))
+    }
+
     /// Largest trend or baseline history any rule needs, in windows.
     pub fn history_windows(&self) -> usize {
         [
@@ -398,15 +421,18 @@ fn check(r: &Rule) -> Result<(), crate::AlertError> {
 
 impl RuleSet {
     /// The longest time of history the burn-rate rule needs (its longest `long` window, over
-    /// the base rule and every override), zero when it is disabled everywhere.
+    /// the base rule and every override, of both burn-rate rules), zero when they are disabled
+    /// everywhere.
     pub fn history_span(&self) -> Duration {
-        let id = RuleId::ErrorBudgetBurn;
-        let base = self.base(id);
-        let mut rules = vec![base.clone()];
-        for o in self.overrides.iter().filter(|o| o.rule == id) {
-            let mut r = base.clone();
-            r.apply(&o.set);
-            rules.push(r);
+        let mut rules = Vec::new();
+        for id in [RuleId::ErrorBudgetBurn, RuleId::LatencyBurn] {
+            let base = self.base(id);
+            rules.push(base.clone());
+            for o in self.overrides.iter().filter(|o| o.rule == id) {
+                let mut r = base.clone();
+                r.apply(&o.set);
+                rules.push(r);
+            }
         }
         rules
             .iter()

@@ -59,7 +59,8 @@ impl Default for AlertSettings {
 pub struct Rules {
     /// A query's p99 (`statistic`) over `threshold` ms. Default 1000 ms, clears at 800 ms.
     pub slow_query: RulePatch,
-    /// An endpoint's p95 over `threshold` ms (the SLA). Default 500 ms, clears at 400 ms.
+    /// An endpoint's p95 over `threshold` ms: the default SLA of endpoints without a row in
+    /// `endpoint_slas` (a row sets the statistic and threshold). Default 500 ms, clears at 400 ms.
     pub endpoint_sla: RulePatch,
     /// An endpoint's 5xx share over `threshold` with at least `min_count` requests. Default 5 %.
     pub error_rate: RulePatch,
@@ -93,6 +94,11 @@ pub struct Rules {
     /// against `slo_target`): fires when both windows of any `burn_windows` pair burn faster
     /// than its factor. Off by default.
     pub error_budget_burn: RulePatch,
+    /// The latency counterpart of `error_budget_burn`: the share of an endpoint's requests over
+    /// its SLA threshold (`endpoint_slas`, else the `endpoint_sla` rule's threshold) against its
+    /// `slo_target` (`endpoint_slas.slo_target`, else this rule's), from the window histograms.
+    /// Off by default.
+    pub latency_burn: RulePatch,
 }
 
 impl Rules {
@@ -112,6 +118,7 @@ impl Rules {
             RuleId::Regression => &self.regression,
             RuleId::Absent => &self.absent,
             RuleId::ErrorBudgetBurn => &self.error_budget_burn,
+            RuleId::LatencyBurn => &self.latency_burn,
         }
     }
 }
@@ -145,6 +152,8 @@ pub enum Statistic {
     P99,
     P999,
     Max,
+    /// The mean.
+    Avg,
 }
 
 /// Changes to a rule; a field left out keeps the value below it (the rule's default, then

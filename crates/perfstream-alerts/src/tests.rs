@@ -41,6 +41,7 @@ fn request(endpoint: &str, p95_ms: f64, count: i64) -> RequestRow {
         },
         status_5xx: 0,
         baseline_us: None,
+        buckets: Vec::new(),
     }
 }
 
@@ -964,4 +965,253 @@ fn a_critical_threshold_on_the_wrong_side_is_rejected() {
     let mut s = AlertSettings::default();
     s.rules.cache_hit_ratio.critical_threshold = Some(0.5); // fires below 0.8: 0.5 is beyond
     assert!(Engine::new(&s).is_ok());
+}
+
+// ---- Endpoint SLAs from the table (issue 14, section 4) and the latency burn (issue 15, 4).
+
+fn sla_table(endpoint: &str, sla: Sla) -> SlaTable {
+    let mut t = SlaTable::new();
+    t.insert(("shop".to_string(), endpoint.to_string()), sla);
+    t
+}
+
+/// A row of `endpoint_slas` sets the statistic and threshold of `endpoint_sla` for its endpoint
+/// (clear threshold in the configured proportion); other endpoints keep the config's p95 500 ms.
+#[test]
+fn endpoint_sla_takes_statistic_and_threshold_from_the_sla_table() {
+    let mut e = engine();
+    e.set_slas(sla_table(
+        "/pay",
+        Sla {
+            statistic: Statistic::P99,
+            threshold_ms: 200.0,
+            slo_target: 0.99,
+        },
+    ));
+    let row = |endpoint: &str, p95_ms: f64, p99_ms: f64| {
+        let mut r = request(endpoint, p95_ms, 100);
+        r.latency.p99_us = (p99_ms * 1000.0) as i64;
+        r
+    };
+    let mut rows = WindowRows::empty(window(0));
+    // /pay: p99 300 > 200 (its row), p95 well under the config's 500.
+    rows.requests.push(row("/pay", 100.0, 300.0));
+    // /cart: no row, p99 300 but p95 450 <= 500: nothing.
+    rows.requests.push(row("/cart", 450.0, 300.0));
+    let ev = e.evaluate(&rows).unwrap();
+    assert_eq!(ev.transitions.len(), 1, "{:#?}", ev.transitions);
+    let t = &ev.transitions[0];
+    assert_eq!(t.rule, RuleId::EndpointSla);
+    assert_eq!(t.labels["endpoint"], "/pay");
+    assert_eq!((t.threshold, t.clear_threshold), (200.0, 160.0));
+    assert_eq!(t.observed_value, 300.0);
+    assert!(
+        t.message.contains("p99 300.0 ms over 200 ms"),
+        "{}",
+        t.message
+    );
+    // /pay at p99 170: between clear (160) and fire: still firing. /cart at p95 600: fires
+    // on the config default.
+    let mut rows = WindowRows::empty(window(1));
+    rows.requests.push(row("/pay", 100.0, 170.0));
+    rows.requests.push(row("/cart", 600.0, 700.0));
+    let ev = e.evaluate(&rows).unwrap();
+    assert_eq!(ev.transitions.len(), 1, "{:#?}", ev.transitions);
+    assert_eq!(ev.transitions[0].labels["endpoint"], "/cart");
+    assert_eq!(ev.transitions[0].threshold, 500.0);
+    // The mean as the statistic.
+    e.set_slas(sla_table(
+        "/pay",
+        Sla {
+            statistic: Statistic::Avg,
+            threshold_ms: 50.0,
+            slo_target: 0.99,
+        },
+    ));
+    let mut rows = WindowRows::empty(window(2));
+    let mut r = row("/pay", 100.0, 170.0);
+    r.latency.mean_us = 40_000;
+    rows.requests.push(r);
+    let ev = e.evaluate(&rows).unwrap();
+    // /pay resolves (mean 40 <= clear 40); /cart has no data (no resolve yet).
+    assert_eq!(ev.transitions.len(), 1, "{:#?}", ev.transitions);
+    assert_eq!(ev.transitions[0].state, AlertState::Resolved);
+    assert!(
+        ev.transitions[0].message.contains("avg 40.0 ms"),
+        "{}",
+        ev.transitions[0].message
+    );
+}
+
+fn latency_burn_settings() -> AlertSettings {
+    let mut s = AlertSettings::default();
+    s.rules.latency_burn = RulePatch {
+        enabled: Some(true),
+        ..RulePatch::default()
+    };
+    s
+}
+
+/// A 10 ms bucket and a 400 ms bucket (HDR bucket bounds at 2 significant digits).
+fn latency_buckets(requests: i64, slow: i64) -> Vec<Bucket> {
+    vec![
+        Bucket {
+            low_us: 10_000,
+            high_us: 10_063,
+            count: requests - slow,
+        },
+        Bucket {
+            low_us: 399_360,
+            high_us: 401_407,
+            count: slow,
+        },
+    ]
+    .into_iter()
+    .filter(|b| b.count > 0)
+    .collect()
+}
+
+/// Minute windows of 1000 requests; `burn(i)` times the budget of a 99 % objective over the SLA
+/// threshold (10 requests = 1x), at 400 ms.
+fn latency_burn_run(
+    e: &mut Engine,
+    range: std::ops::Range<i64>,
+    burn: impl Fn(i64) -> f64,
+) -> Vec<(i64, Transition)> {
+    let mut out = Vec::new();
+    for i in range {
+        let mut r = WindowRows::empty(window(i));
+        let mut row = request("/pay", 10.0, 1000);
+        row.buckets = latency_buckets(1000, (burn(i) * 10.0).round() as i64);
+        r.requests.push(row);
+        for t in e.evaluate(&r).unwrap().transitions {
+            if t.rule == RuleId::LatencyBurn {
+                out.push((i, t));
+            }
+        }
+    }
+    out
+}
+
+fn sla_300ms() -> SlaTable {
+    sla_table(
+        "/pay",
+        Sla {
+            statistic: Statistic::P99,
+            threshold_ms: 300.0,
+            slo_target: 0.99,
+        },
+    )
+}
+
+/// Issue 15, section 4, latency: a 20x burn of the latency budget fires the fast pair 44 min
+/// in and resolves within the short window after it stops; the share is exact (300 ms is not
+/// inside a bucket).
+#[test]
+fn a_20x_latency_burn_fires_the_fast_pair_and_resolves() {
+    let mut e = Engine::new(&latency_burn_settings()).unwrap();
+    assert_eq!(e.history_span(), std::time::Duration::from_secs(6 * 3600));
+    e.set_slas(sla_300ms());
+    let (start, stop) = (360, 450);
+    let got = latency_burn_run(&mut e, 0..stop + 60, |i| {
+        if (start..stop).contains(&i) {
+            20.0
+        } else {
+            0.0
+        }
+    });
+    assert_eq!(got.len(), 2, "{got:#?}");
+    let (fired_at, f) = &got[0];
+    assert_eq!(
+        (f.state, f.severity),
+        (AlertState::Firing, Severity::Critical)
+    );
+    assert_eq!(f.threshold, 14.4, "the fast pair");
+    assert_eq!(*fired_at, start + 43);
+    assert!(
+        f.message
+            .contains("latency budget of the 99 % within 300 ms objective")
+            && f.message.contains("; exact"),
+        "{}",
+        f.message
+    );
+    let (resolved_at, r) = &got[1];
+    assert_eq!(
+        (r.state, r.reason, &r.alert_id),
+        (
+            AlertState::Resolved,
+            Some(ResolveReason::Cleared),
+            &f.alert_id
+        )
+    );
+    assert!((stop..stop + 5).contains(resolved_at), "{resolved_at}");
+}
+
+/// A sustained 7x latency burn fires the slow pair only; 2x for 12 h fires nothing.
+#[test]
+fn latency_burn_slow_pair_and_low_burn() {
+    let mut e = Engine::new(&latency_burn_settings()).unwrap();
+    e.set_slas(sla_300ms());
+    let got = latency_burn_run(&mut e, 0..12 * 60, |i| if i >= 360 { 7.0 } else { 0.0 });
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert_eq!((got[0].0, got[0].1.threshold), (360 + 308, 6.0));
+
+    let mut e = Engine::new(&latency_burn_settings()).unwrap();
+    e.set_slas(sla_300ms());
+    assert!(latency_burn_run(&mut e, 0..12 * 60, |_| 2.0).is_empty());
+}
+
+/// The threshold and objective are the endpoint's: without a row, the `endpoint_sla` rule's
+/// 500 ms (the 400 ms requests are within it: nothing fires); a row's `slo_target` of 0.98
+/// halves the burn. A threshold inside a bucket is counted on the worse side and said so.
+#[test]
+fn latency_burn_uses_the_endpoint_threshold_and_objective() {
+    let mut e = Engine::new(&latency_burn_settings()).unwrap();
+    assert!(latency_burn_run(&mut e, 0..120, |_| 50.0).is_empty());
+
+    let mut e = Engine::new(&latency_burn_settings()).unwrap();
+    e.set_slas(sla_table(
+        "/pay",
+        Sla {
+            statistic: Statistic::P99,
+            threshold_ms: 300.0,
+            slo_target: 0.98,
+        },
+    ));
+    // 20x of a 1 % budget is 10x of a 2 % one: under 14.4, fires the slow pair (6x) later.
+    let got = latency_burn_run(&mut e, 0..120, |_| 20.0);
+    assert!(
+        !got.is_empty() && got.iter().all(|(_, t)| t.threshold == 6.0),
+        "{got:#?}"
+    );
+
+    // 400 ms: inside the 399.36..=401.407 ms bucket.
+    let mut e = Engine::new(&latency_burn_settings()).unwrap();
+    e.set_slas(sla_table(
+        "/pay",
+        Sla {
+            statistic: Statistic::P99,
+            threshold_ms: 400.0,
+            slo_target: 0.99,
+        },
+    ));
+    let got = latency_burn_run(&mut e, 0..120, |_| 20.0);
+    assert_eq!(got[0].1.state, AlertState::Firing);
+    assert!(
+        got[0].1.message.contains("approximate"),
+        "{}",
+        got[0].1.message
+    );
+    assert_eq!(
+        over_threshold(&latency_buckets(1000, 200), 400_000),
+        (200, false)
+    );
+    assert_eq!(
+        over_threshold(&latency_buckets(1000, 200), 401_407),
+        (0, true)
+    );
+    assert_eq!(
+        over_threshold(&latency_buckets(1000, 200), 399_359),
+        (200, true)
+    );
 }

@@ -53,6 +53,14 @@ impl Evaluator {
         deadline: Deadline,
     ) -> Result<Evaluator, EvalError> {
         let mut engine = Engine::new(settings)?;
+        // The config's SLA, the default of endpoints without an `endpoint_slas` row, where the
+        // analyst functions and the dashboard read it.
+        let sla = engine.rules().base(RuleId::EndpointSla);
+        let target = engine.rules().base(RuleId::LatencyBurn).slo_target;
+        if sla.threshold > 0.0 {
+            let defaults = write::sla_defaults(conn, sla.statistic, sla.threshold, target);
+            deadline.run("writing the SLA defaults", defaults).await?;
+        }
         let state = deadline
             .run("reading alert state", write::load_state(conn, group))
             .await?;
@@ -102,6 +110,10 @@ impl Evaluator {
         let Some(res) = self.resolution.clone() else {
             return Ok(RoundStats::default());
         };
+        // The SLA table is edited at run time: read every round (a few rows).
+        let slas = d.run("reading endpoint SLAs", read::slas(conn)).await?;
+        self.engine.set_slas(slas);
+        let hists = self.engine.rules().enabled_anywhere(RuleId::LatencyBurn);
         let from = match self.progress {
             Some(p) => p.end_us,
             None => until - self.settings.start_lookback.as_micros() as i64,
@@ -117,14 +129,14 @@ impl Evaluator {
             let span = (len * self.engine.history_windows() as i64)
                 .max(self.engine.history_span().as_micros() as i64);
             let hist_from = first.start_us - span;
-            let history = read::rows(&self.reads, &res, hist_from, first.start_us);
+            let history = read::rows(&self.reads, &res, hist_from, first.start_us, hists);
             for rows in d.run("reading history", history).await?.values() {
                 self.engine.warm(rows)?;
             }
             self.warmed = true;
         }
         let t_read0 = std::time::Instant::now();
-        let rows = read::rows(&self.reads, &res, first.start_us, last.start_us + 1);
+        let rows = read::rows(&self.reads, &res, first.start_us, last.start_us + 1, hists);
         let mut all = d.run("reading the rollups of a window", rows).await?;
         let t_read = t_read0.elapsed();
         let mut t_base = std::time::Duration::ZERO;

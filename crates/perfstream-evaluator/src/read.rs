@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use perfstream_alerts::{
-    Latency, QueryRow, RequestRow, ResourceRow, Statistic, Window, WindowRows,
+    Bucket, Latency, QueryRow, RequestRow, ResourceRow, Sla, SlaTable, Statistic, Window,
+    WindowRows,
 };
 use sqlx::{AssertSqlSafe, PgConnection, PgPool, Row};
 
@@ -102,19 +103,72 @@ fn latency(r: &sqlx::postgres::PgRow) -> Latency {
         p99_us: r.get("p99_us"),
         p999_us: r.get("p999_us"),
         max_us: r.get("max_us"),
+        mean_us: r.get::<f64, _>("mean_us").round() as i64,
     }
+}
+
+/// The non-empty buckets of a rollup's histogram (HdrHistogram V2, as the store writes it),
+/// ascending, each with its lowest and highest equivalent value.
+pub(crate) fn buckets(bytes: &[u8]) -> Result<Vec<Bucket>, String> {
+    let h: hdrhistogram::Histogram<u64> = hdrhistogram::serialization::Deserializer::new()
+        .deserialize(&mut &bytes[..])
+        .map_err(|e| format!("{e:?}"))?;
+    Ok(h.iter_recorded()
+        .map(|v| {
+            let high = v.value_iterated_to();
+            Bucket {
+                low_us: h.lowest_equivalent(high) as i64,
+                high_us: h.highest_equivalent(high) as i64,
+                count: i64::try_from(v.count_at_value()).unwrap_or(i64::MAX),
+            }
+        })
+        .collect())
+}
+
+/// The endpoint SLAs (`endpoint_slas`): every row, by (service, endpoint). A row whose
+/// statistic or objective this version does not know is left out, with a warning.
+pub(crate) async fn slas(conn: &mut PgConnection) -> Result<SlaTable, EvalError> {
+    let rows =
+        sqlx::query("SELECT service, endpoint, statistic, p99_ms, slo_target FROM endpoint_slas")
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db("reading endpoint SLAs"))?;
+    let mut out = SlaTable::with_capacity(rows.len());
+    for r in rows {
+        let (service, endpoint, statistic): (String, String, String) =
+            (r.get(0), r.get(1), r.get(2));
+        let sla = Statistic::parse(&statistic).map(|statistic| Sla {
+            statistic,
+            threshold_ms: r.get(3),
+            slo_target: r.get(4),
+        });
+        match sla {
+            Some(sla) if sla.is_valid() => {
+                out.insert((service, endpoint), sla);
+            }
+            _ => tracing::warn!(
+                %service,
+                %endpoint,
+                %statistic,
+                "Ignoring an endpoint_slas row this version cannot use; the config's SLA applies."
+            ),
+        }
+    }
+    Ok(out)
 }
 
 fn ppm(v: Option<f64>) -> Option<f64> {
     v.map(|v| v / 1e6)
 }
 
-/// The rows of every kind of the windows starting in `[from_us, to_us)`, per window start.
+/// The rows of every kind of the windows starting in `[from_us, to_us)`, per window start;
+/// with `hists`, the request rows' histograms too (for the latency burn rate).
 pub(crate) async fn rows(
     pool: &PgPool,
     res: &str,
     from_us: i64,
     to_us: i64,
+    hists: bool,
 ) -> Result<BTreeMap<i64, WindowRows>, EvalError> {
     let mut out: BTreeMap<i64, WindowRows> = BTreeMap::new();
     let mut slot = |r: &sqlx::postgres::PgRow| -> i64 {
@@ -138,14 +192,18 @@ pub(crate) async fn rows(
     let (q_rows, r_rows, s_rows) = tokio::try_join!(
         fetch(
             "SELECT window_start, window_end, service, query_hash, query_type, count,
-                p50_us, p90_us, p95_us, p99_us, p999_us, max_us
+                p50_us, p90_us, p95_us, p99_us, p999_us, max_us, mean_us
          FROM query_rollups WHERE resolution = $1 AND window_start >= $2 AND window_start < $3"
         ),
-        fetch(
+        fetch(if hists {
             "SELECT window_start, window_end, service, endpoint, method, count,
-                p50_us, p90_us, p95_us, p99_us, p999_us, max_us, status_5xx
+                p50_us, p90_us, p95_us, p99_us, p999_us, max_us, mean_us, status_5xx, hist
          FROM request_rollups WHERE resolution = $1 AND window_start >= $2 AND window_start < $3"
-        ),
+        } else {
+            "SELECT window_start, window_end, service, endpoint, method, count,
+                p50_us, p90_us, p95_us, p99_us, p999_us, max_us, mean_us, status_5xx
+         FROM request_rollups WHERE resolution = $1 AND window_start >= $2 AND window_start < $3"
+        }),
         fetch(
             "SELECT window_start, window_end, service, instance,
                 cpu_ppm_mean, memory_utilization_ppm_mean, memory_utilization_ppm_last,
@@ -173,6 +231,19 @@ pub(crate) async fn rows(
     let mut requests = Vec::with_capacity(r_rows.len());
     for r in &r_rows {
         let k = slot(r);
+        let buckets = if hists {
+            buckets(r.get::<&[u8], _>("hist")).unwrap_or_else(|error| {
+                tracing::warn!(
+                    %error,
+                    service = r.get::<&str, _>("service"),
+                    endpoint = r.get::<&str, _>("endpoint"),
+                    "Unreadable request histogram; the latency burn counts none of its requests as slow."
+                );
+                Vec::new()
+            })
+        } else {
+            Vec::new()
+        };
         requests.push((
             k,
             RequestRow {
@@ -182,6 +253,7 @@ pub(crate) async fn rows(
                 latency: latency(r),
                 status_5xx: r.get("status_5xx"),
                 baseline_us: None,
+                buckets,
             },
         ));
     }
@@ -258,6 +330,7 @@ fn column(s: Statistic) -> &'static str {
         Statistic::P99 => "p99_us",
         Statistic::P999 => "p999_us",
         Statistic::Max => "max_us",
+        Statistic::Avg => "mean_us",
     }
 }
 

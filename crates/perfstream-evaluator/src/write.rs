@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use perfstream_alerts::{Phase, RuleId, StateRow, Transition, Window};
+use perfstream_alerts::{Phase, RuleId, StateRow, Statistic, Transition, Window};
 use sqlx::{Connection, PgConnection, Row};
 
 use crate::error::{EvalError, db};
@@ -25,6 +25,35 @@ pub(crate) async fn progress(
         start_us: from_ts(r.get(0)),
         end_us: from_ts(r.get(1)),
     }))
+}
+
+/// Writes the config's SLA (the `endpoint_sla` rule's statistic and threshold, the
+/// `latency_burn` rule's objective) into `endpoint_sla_defaults`: what endpoints without an
+/// `endpoint_slas` row get, for the analyst functions and the dashboard too.
+pub(crate) async fn sla_defaults(
+    conn: &mut PgConnection,
+    statistic: Statistic,
+    threshold_ms: f64,
+    slo_target: f64,
+) -> Result<(), EvalError> {
+    sqlx::query(
+        "INSERT INTO endpoint_sla_defaults (singleton, statistic, threshold_ms, slo_target, source)
+         VALUES (true, $1, $2, $3, 'config')
+         ON CONFLICT (singleton) DO UPDATE SET statistic = EXCLUDED.statistic,
+            threshold_ms = EXCLUDED.threshold_ms, slo_target = EXCLUDED.slo_target,
+            source = EXCLUDED.source, updated_at = now()
+         WHERE (endpoint_sla_defaults.statistic, endpoint_sla_defaults.threshold_ms,
+                endpoint_sla_defaults.slo_target, endpoint_sla_defaults.source)
+            IS DISTINCT FROM (EXCLUDED.statistic, EXCLUDED.threshold_ms, EXCLUDED.slo_target,
+                              EXCLUDED.source)",
+    )
+    .bind(statistic.as_str())
+    .bind(threshold_ms)
+    .bind(slo_target)
+    .execute(&mut *conn)
+    .await
+    .map_err(db("writing the SLA defaults"))?;
+    Ok(())
 }
 
 /// The stored phases of the group.

@@ -32,6 +32,7 @@ fn windows(t: &Truth) -> Vec<WindowRows> {
         p99_us: d.p99,
         p999_us: d.p999,
         max_us: d.max,
+        mean_us: (d.sum as f64 / d.count.max(1) as f64).round() as i64,
     };
     for q in &t.query {
         slot(&mut out, q.window_start_us, q.window_end_us)
@@ -54,6 +55,7 @@ fn windows(t: &Truth) -> Vec<WindowRows> {
                 latency: lat(&r.response_time_us),
                 status_5xx: r.status.get("5xx").copied().unwrap_or(0) as i64,
                 baseline_us: None,
+                buckets: Vec::new(),
             });
     }
     for r in &t.resource {
