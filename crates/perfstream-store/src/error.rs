@@ -85,6 +85,13 @@ pub enum StoreError {
         flush_seq: i64,
     },
 
+    /// A report's range is empty or backwards: its start is not before its end.
+    #[error("the range start {from_us} is not before its end {to_us} (µs since the epoch)")]
+    InvalidRange {
+        from_us: TimestampUs,
+        to_us: TimestampUs,
+    },
+
     /// A test-only fault injected between the statements of a flush (feature `failpoints`).
     #[error("fault injected at {stage:?}")]
     Injected { stage: crate::Stage },

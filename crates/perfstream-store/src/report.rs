@@ -2,7 +2,8 @@
 //! (the stored histograms of every window in the range merged, not an average of per-window
 //! percentiles), the recommendations of the SQL rules, and Apdex per endpoint from the stored
 //! histograms (Postgres cannot read the zlib-wrapped histograms, so Apdex is computed here, not
-//! in a view).
+//! in a view). [`report`] gathers all three over one range `[from, to)` for `perfstream report`;
+//! [`parse_time_bound`] reads its `--from` / `--to`.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -181,20 +182,23 @@ pub async fn slow_query_report(
     Ok(out)
 }
 
-/// The rows of `generate_optimization_recommendations(since, resolution)`: critical first.
+/// The rows of `generate_optimization_recommendations(since, resolution, until)`: critical
+/// first. The rules read windows starting in `[since_us, until_us)`; `None` has no end.
 pub async fn recommendations(
     store: &Store,
     since_us: TimestampUs,
+    until_us: Option<TimestampUs>,
     resolution: Option<&str>,
 ) -> Result<Vec<Recommendation>, StoreError> {
     let rows = sqlx::query(
         "SELECT target, kind, severity, evidence, recommendation, target_type, service, \
          target_id, statement_text, metric, observed, threshold, unit, calls, windows, share, \
          slope_per_hour, r2, first_window_start, last_window_end \
-         FROM generate_optimization_recommendations($1, $2)",
+         FROM generate_optimization_recommendations($1, $2, $3)",
     )
     .bind(to_ts(since_us))
     .bind(resolution)
+    .bind(until_us.map(to_ts))
     .fetch_all(&store.pool)
     .await
     .map_err(StoreError::db("generating recommendations"))?;
@@ -340,6 +344,98 @@ pub async fn apdex_report(
     Ok(out)
 }
 
+/// Everything `perfstream report` prints, over windows starting in `[from_us, to_us)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    pub from_us: TimestampUs,
+    pub to_us: TimestampUs,
+    pub threshold_ms: f64,
+    pub slow_queries: Vec<SlowQueryRow>,
+    pub recommendations: Vec<Recommendation>,
+    pub apdex: Vec<ApdexRow>,
+}
+
+/// Slow queries, recommendations and Apdex per endpoint over the range of `opts`, every part
+/// bounded the same way (windows starting in `[from_us, to_us)`, the same resolution).
+pub async fn report(store: &Store, opts: &SlowQueryOptions) -> Result<Report, StoreError> {
+    if opts.from_us >= opts.to_us {
+        return Err(StoreError::InvalidRange {
+            from_us: opts.from_us,
+            to_us: opts.to_us,
+        });
+    }
+    let resolution = opts.resolution.as_deref();
+    Ok(Report {
+        from_us: opts.from_us,
+        to_us: opts.to_us,
+        threshold_ms: opts.threshold_ms,
+        slow_queries: slow_query_report(store, opts).await?,
+        recommendations: recommendations(store, opts.from_us, Some(opts.to_us), resolution).await?,
+        apdex: apdex_report(store, opts.from_us, opts.to_us, resolution).await?,
+    })
+}
+
+impl Report {
+    /// The three tables under headings that name the range (UTC, RFC 3339).
+    pub fn render(&self) -> String {
+        let ts = |us| to_ts(us).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+        let range = format!(
+            "windows starting in [{}, {})",
+            ts(self.from_us),
+            ts(self.to_us)
+        );
+        format!(
+            "Slow queries (p99 or max over {} ms), {range}:\n{}\n\
+             Recommendations, {range}:\n{}\n\
+             Apdex per endpoint, {range}:\n{}",
+            self.threshold_ms,
+            render_slow_queries(&self.slow_queries),
+            render_recommendations(&self.recommendations),
+            render_apdex(&self.apdex),
+        )
+    }
+}
+
+/// Reads a bound of `perfstream report --from` / `--to`: an RFC 3339 time
+/// (`2026-11-30T12:00:00Z`, `2026-11-30T13:00:00+01:00`), `now`, or a time relative to
+/// `now_us`: a minus sign and a duration in whole `s`, `m`, `h`, `d` or `w` (`-90m`, `-1h`,
+/// `-7d`). Relative times are always in the past; a bare duration without the sign is refused,
+/// so `--from 1h` cannot be read as a point in the future by mistake.
+pub fn parse_time_bound(s: &str, now_us: TimestampUs) -> Result<TimestampUs, String> {
+    let s = s.trim();
+    if s == "now" {
+        return Ok(now_us);
+    }
+    if let Some(rel) = s.strip_prefix('-') {
+        let split = rel.find(|c: char| !c.is_ascii_digit()).unwrap_or(rel.len());
+        let (n, unit) = rel.split_at(split);
+        let unit_us: i64 = match unit {
+            "s" => 1_000_000,
+            "m" => 60_000_000,
+            "h" => 3_600_000_000,
+            "d" => 86_400_000_000,
+            "w" => 604_800_000_000,
+            _ => {
+                return Err(format!(
+                    "{s:?}: a relative time is a minus sign, a whole number and one of s, m, h, d, w (-90m, -1h, -7d)"
+                ));
+            }
+        };
+        let n: i64 = n
+            .parse()
+            .map_err(|_| format!("{s:?}: expected a whole number before {unit:?}"))?;
+        return n
+            .checked_mul(unit_us)
+            .and_then(|d| now_us.checked_sub(d))
+            .ok_or_else(|| format!("{s:?} is too far back"));
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.timestamp_micros())
+        .map_err(|e| {
+            format!("{s:?}: expected RFC 3339 (2026-11-30T12:00:00Z), `now` or a relative time (-1h): {e}")
+        })
+}
+
 /// A plain-text table of Apdex per endpoint, for a terminal.
 pub fn render_apdex(rows: &[ApdexRow]) -> String {
     let mut t = vec![
@@ -469,4 +565,37 @@ fn render(rows: &[Vec<String>]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: TimestampUs = 1_796_126_400_000_000; // 2026-12-01T12:00:00Z
+
+    #[test]
+    fn time_bounds_are_rfc3339_now_or_relative_to_now() {
+        let p = |s| parse_time_bound(s, NOW);
+        assert_eq!(p("now"), Ok(NOW));
+        assert_eq!(p("-1h"), Ok(NOW - 3_600_000_000));
+        assert_eq!(p("-90m"), Ok(NOW - 5_400_000_000));
+        assert_eq!(p("-7d"), Ok(NOW - 7 * 86_400_000_000));
+        assert_eq!(p("-2w"), Ok(NOW - 14 * 86_400_000_000));
+        assert_eq!(p("-30s"), Ok(NOW - 30_000_000));
+        assert_eq!(p("2026-12-01T12:00:00Z"), Ok(NOW));
+        assert_eq!(p("2026-12-01T13:00:00+01:00"), Ok(NOW));
+        assert_eq!(p("2026-12-01T11:59:59.5Z"), Ok(NOW - 500_000));
+        for bad in [
+            "1h",
+            "-1",
+            "-h",
+            "-1.5h",
+            "-1y",
+            "yesterday",
+            "2026-12-01",
+            "-99999999999999w",
+        ] {
+            assert!(p(bad).is_err(), "{bad} accepted: {:?}", p(bad));
+        }
+    }
 }

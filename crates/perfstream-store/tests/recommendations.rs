@@ -415,7 +415,7 @@ async fn report_percentiles_are_exact_over_the_range(pool: PgPool) {
         "{table}"
     );
 
-    let recs = perfstream_store::recommendations(&store, T0, None)
+    let recs = perfstream_store::recommendations(&store, T0, None, None)
         .await
         .unwrap();
     assert!(

@@ -55,12 +55,20 @@ enum Command {
     },
     /// Load generator: produce realistic events with episodes, optionally writing the truth.
     Emit(perfstream_emit::GenerateArgs),
-    /// Slow queries over a time range (percentiles merged from the stored histograms, exact over
-    /// the whole range) and the optimisation recommendations, as tables.
+    /// Slow queries (percentiles merged from the stored histograms, exact over the whole
+    /// range), the optimisation recommendations and Apdex per endpoint, as tables, over the
+    /// windows starting in [--from, --to).
     Report {
-        /// How far back the range starts (`1h`, `24h`, `7d`); it ends now.
-        #[arg(long, default_value = "1h", value_parser = perfstream_emit::parse_duration)]
-        since: std::time::Duration,
+        /// Start of the range: RFC 3339 (`2026-11-30T12:00:00Z`), `now`, or relative to now
+        /// (`-1h`, `-90m`, `-7d`; units s, m, h, d, w). Default: one hour ago.
+        #[arg(long, allow_hyphen_values = true, conflicts_with = "since")]
+        from: Option<String>,
+        /// End of the range (exclusive), in the same forms as --from. Default: now.
+        #[arg(long, allow_hyphen_values = true)]
+        to: Option<String>,
+        /// Shorthand for `--from -<since>` (`1h`, `24h`, `7d`).
+        #[arg(long, value_parser = perfstream_emit::parse_duration)]
+        since: Option<std::time::Duration>,
         /// A query is slow when its p99 or max over the range exceeds this.
         #[arg(long, default_value_t = 1000.0)]
         threshold_ms: f64,
@@ -155,36 +163,34 @@ async fn dispatch(cmd: Command, cfg: Config) -> Result<()> {
         }
         Command::Run => run(cfg).await,
         Command::Report {
+            from,
+            to,
             since,
             threshold_ms,
             max_rows,
             resolution,
         } => {
-            let store = connect(&cfg).await?;
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)?
                 .as_micros() as i64;
-            let from = now - since.as_micros() as i64;
+            let bound = |arg: &str, v: Option<String>, default: i64| match v {
+                Some(s) => perfstream_store::report::parse_time_bound(&s, now)
+                    .map_err(|e| anyhow::anyhow!("--{arg}: {e}")),
+                None => Ok(default),
+            };
+            let since_us = since.map_or(3_600_000_000, |d| d.as_micros() as i64);
             let opts = perfstream_store::SlowQueryOptions {
-                from_us: from,
-                to_us: now,
+                from_us: bound("from", from, now - since_us)?,
+                to_us: bound("to", to, now)?,
                 threshold_ms,
                 max_rows,
-                resolution: resolution.clone(),
+                resolution,
             };
-            let slow = perfstream_store::slow_query_report(&store, &opts)
+            let store = connect(&cfg).await?;
+            let report = perfstream_store::report::report(&store, &opts)
                 .await
-                .context("slow query report")?;
-            println!("Slow queries (p99 or max over {threshold_ms} ms) in the last {since:?}:");
-            println!("{}", perfstream_store::report::render_slow_queries(&slow));
-            let recs = perfstream_store::recommendations(&store, from, resolution.as_deref())
-                .await
-                .context("recommendations")?;
-            println!("Recommendations:");
-            println!(
-                "{}",
-                perfstream_store::report::render_recommendations(&recs)
-            );
+                .context("report")?;
+            print!("{}", report.render());
             Ok(())
         }
         Command::Demo(args) => demo::run(args, cfg).await,
