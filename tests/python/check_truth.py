@@ -8,7 +8,7 @@ file exactly. Shares no code with the Rust generator, the Rust codec or perfstre
 it guards all three.
 
 A message counts as malformed when it is empty, shorter than the header, has a magic byte other
-than 0 or a schema id other than the topic's, does not decode, or does not re-encode to the same
+than 0 or a schema id that is none of the topic's versions, does not decode, or does not re-encode to the same
 bytes (catches silently short reads). Events listed in the truth's too_late section (matched by
 topic, event time and key) are counted there and kept out of the aggregates; each must be older
 than end_us - horizon - window - lateness.
@@ -33,10 +33,12 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCHEMA_IDS = {"query": 1, "request": 2, "resource": 3}
+# Every schema version a topic may carry, by schema id (schemas/ids.json): queries and requests
+# with a trace id are written in version 2 (ids 6, 7), the others in version 1.
 SCHEMA_FILES = {
-    "query": "query_event.avsc",
-    "request": "request_event.avsc",
-    "resource": "resource_event.avsc",
+    "query": {1: "query_event.avsc", 6: "query_event_v2.avsc"},
+    "request": {2: "request_event.avsc", 7: "request_event_v2.avsc"},
+    "resource": {3: "resource_event.avsc"},
 }
 QUANTILES = [("p50", 0.5), ("p90", 0.9), ("p95", 0.95), ("p99", 0.99), ("p999", 0.999)]
 
@@ -60,10 +62,13 @@ def strip_logical_types(node):
 
 
 def load_schemas(schema_dir):
+    """{kind: {schema id: parsed schema}}."""
     out = {}
-    for kind, name in SCHEMA_FILES.items():
-        with open(os.path.join(schema_dir, name)) as f:
-            out[kind] = fastavro.parse_schema(strip_logical_types(json.load(f)))
+    for kind, versions in SCHEMA_FILES.items():
+        out[kind] = {}
+        for schema_id, name in versions.items():
+            with open(os.path.join(schema_dir, name)) as f:
+                out[kind][schema_id] = fastavro.parse_schema(strip_logical_types(json.load(f)))
     return out
 
 
@@ -71,19 +76,20 @@ def decode(value, kind, schemas):
     """The event dict, or None when the message is malformed."""
     if value is None or len(value) < 5 or value[0] != 0:
         return None
-    if int.from_bytes(value[1:5], "big") != SCHEMA_IDS[kind]:
+    schema = schemas[kind].get(int.from_bytes(value[1:5], "big"))
+    if schema is None:
         return None
     body = value[5:]
     fo = io.BytesIO(body)
     try:
-        rec = fastavro.schemaless_reader(fo, schemas[kind])
+        rec = fastavro.schemaless_reader(fo, schema)
     except Exception:
         return None
     if fo.tell() != len(body):
         return None
     out = io.BytesIO()
     try:
-        fastavro.schemaless_writer(out, schemas[kind], rec)
+        fastavro.schemaless_writer(out, schema, rec)
     except Exception:
         return None
     if out.getvalue() != body:

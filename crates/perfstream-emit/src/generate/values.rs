@@ -11,6 +11,21 @@ use super::generator::Generator;
 use super::record::{Class, MalformedKind};
 use crate::scenario::{EpisodeKind, TopicKind};
 
+/// A W3C-style trace id for one event in four (schema version 2), derived from the event's own
+/// figures rather than drawn from the generator's random stream, so adding trace ids left
+/// every other generated value as it was.
+fn trace_id(t: i64, duration_us: i64, salt: u64) -> Option<String> {
+    let mix = |mut z: u64| {
+        z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let a = mix(t as u64 ^ mix(duration_us as u64 ^ salt));
+    a.is_multiple_of(4)
+        .then(|| format!("{:016x}{:016x}", a | 1, mix(a)))
+}
+
 impl Generator {
     pub(super) fn regular(&mut self, t: i64) -> Event {
         let si = self.rng.random_range(0..self.services.len());
@@ -58,7 +73,7 @@ impl Generator {
             execution_time_us,
             rows_affected,
             tenant_id,
-            trace_id: None,
+            trace_id: trace_id(t, execution_time_us, si as u64),
             executed_at_us: t,
         }
     }
@@ -105,7 +120,7 @@ impl Generator {
             response_time_us,
             request_bytes,
             response_bytes,
-            trace_id: None,
+            trace_id: trace_id(t, response_time_us, !(si as u64)),
             occurred_at_us: t,
         }
     }
