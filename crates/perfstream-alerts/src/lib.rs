@@ -56,7 +56,7 @@ mod stats;
 #[cfg(test)]
 mod tests;
 
-pub use engine::{Engine, Evaluation, StateRow, Transition};
+pub use engine::{Engine, Evaluation, Rewind, StateRow, Transition};
 pub use lifecycle::{Phase, ResolveReason, alert_id};
 pub use observe::BurnPoint;
 pub use rows::{

@@ -123,6 +123,9 @@ pub enum ResolveReason {
     NoData,
     /// The rule was disabled (config change) while the alert fired.
     RuleDisabled,
+    /// A late correction changed a window already judged, and judging the windows again from
+    /// there does not keep this alert firing (issue 15, section 5).
+    Corrected,
 }
 
 impl ResolveReason {
@@ -131,6 +134,7 @@ impl ResolveReason {
             Self::Cleared => "cleared",
             Self::NoData => "no_data",
             Self::RuleDisabled => "rule_disabled",
+            Self::Corrected => "corrected",
         }
     }
 }

@@ -65,6 +65,13 @@ pub fn message(
             let _ = write!(m, "{id} resolved for {who}: no data in the window");
             return m;
         }
+        Some(ResolveReason::Corrected) => {
+            let _ = write!(
+                m,
+                "{id} resolved for {who}: late data corrected the windows it was judged on, and the corrected data does not keep it firing"
+            );
+            return m;
+        }
         Some(ResolveReason::RuleDisabled) => {
             let _ = write!(m, "{id} resolved for {who}: the rule was disabled");
             return m;

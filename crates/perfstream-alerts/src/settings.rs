@@ -33,6 +33,11 @@ pub struct AlertSettings {
     pub start_lookback: Duration,
     /// Most outbox rows the relay publishes per round. Default 500.
     pub relay_batch: u32,
+    /// How far back a late correction can make the evaluator judge windows again (issue 15,
+    /// section 5): set it to at least `window.correction_horizon`. Default `1h` (that
+    /// horizon's default). The evaluator keeps the alert phases and rule history of this span.
+    #[serde(with = "humantime_serde")]
+    pub rejudge_horizon: Duration,
     /// The rules, each a patch over its defaults.
     pub rules: Rules,
     /// Per-service, per-endpoint (or any label) changes to a rule, applied in order.
@@ -47,6 +52,7 @@ impl Default for AlertSettings {
             lock_retry: Duration::from_secs(1),
             start_lookback: Duration::from_secs(15 * 60),
             relay_batch: 500,
+            rejudge_horizon: Duration::from_secs(3600),
             rules: Rules::default(),
             overrides: Vec::new(),
         }
