@@ -27,10 +27,11 @@ import fastavro
 
 SCHEMAS_DIR = Path(__file__).resolve().parents[2] / "schemas"
 
-# Static schema ids and topics; schemas/ids.json is the source of the ids.
+# Static schema ids and topics; schemas/ids.json is the source of the ids. Queries and requests
+# use version 2 of their schema (ids 6, 7: version 1 plus an optional trace_id).
 KINDS = {
-    "query": {"file": "query_event.avsc", "topic": "perf.query"},
-    "request": {"file": "request_event.avsc", "topic": "perf.request"},
+    "query": {"file": "query_event_v2.avsc", "topic": "perf.query"},
+    "request": {"file": "request_event_v2.avsc", "topic": "perf.request"},
     "resource": {"file": "resource_event.avsc", "topic": "perf.resource"},
     "alert": {"file": "alert_event.avsc", "topic": "perf.alerts"},
     "dead_letter": {"file": "dead_letter.avsc", "topic": "perf.dlq"},
@@ -71,6 +72,11 @@ def now_us():
     return time.time_ns() // 1000
 
 
+def trace_id(rng):
+    """A W3C trace id (32 lowercase hex digits) for half the events, None for the others."""
+    return rng.choice([None, f"{rng.getrandbits(128) | 1:032x}"])
+
+
 def make_event(kind, rng, t_us):
     """A plausible event of `kind` at event time t_us (microseconds since the epoch, UTC)."""
     service = rng.choice(["campaign-api", "domain-gen", "ingest-worker"])
@@ -87,6 +93,7 @@ def make_event(kind, rng, t_us):
             "rows_affected": rng.randrange(100),
             "tenant_id": rng.choice([None, f"tenant-{rng.randrange(10)}"]),
             "executed_at_us": t_us,
+            "trace_id": trace_id(rng),
         }
     if kind == "request":
         return {
@@ -99,6 +106,7 @@ def make_event(kind, rng, t_us):
             "request_bytes": rng.choice([None, rng.randrange(10_000)]),
             "response_bytes": rng.randrange(100_000),
             "occurred_at_us": t_us,
+            "trace_id": trace_id(rng),
         }
     if kind == "resource":
         return {

@@ -7,7 +7,7 @@
 - ``ASGIMiddleware``, ``WSGIMiddleware``: record every request by its route template.
 """
 
-from .emitter import Counters, Emitter, series_key
+from .emitter import Counters, Emitter, series_key, traceparent_trace_id
 from .fingerprint import Fingerprint, fingerprint
 from .middleware import UNMATCHED, ASGIMiddleware, WSGIMiddleware
 
@@ -20,4 +20,5 @@ __all__ = [
     "WSGIMiddleware",
     "fingerprint",
     "series_key",
+    "traceparent_trace_id",
 ]

@@ -24,7 +24,7 @@ from confluent_kafka import KafkaException, Producer
 
 from .fingerprint import Fingerprint, fingerprint
 
-__all__ = ["Counters", "Emitter", "series_key"]
+__all__ = ["Counters", "Emitter", "series_key", "traceparent_trace_id"]
 
 # Static schema ids (schemas/ids.json) and default topics, per event kind.
 _KINDS = {
@@ -32,6 +32,15 @@ _KINDS = {
     "request": (2, "request_event.avsc", "perf.request", ("service", "endpoint", "method")),
     "resource": (3, "resource_event.avsc", "perf.resource", ("service", "instance")),
 }
+# Version 2 of the query and request events (version 1 plus trace_id): an event with a trace id
+# is written in it, any other in version 1, as the Rust encoder does, so untraced events stay
+# readable by every perfstream release.
+_V2 = {
+    "query": (6, "query_event_v2.avsc"),
+    "request": (7, "request_event_v2.avsc"),
+}
+# Longest trace id perfstream accepts (docs/producers.md, field rules).
+MAX_TRACE_ID_BYTES = 128
 # How often one hash's normalised text is sent again (perfstream keeps one text per hash).
 TEXT_EVERY_S = 300.0
 _MAX_REMEMBERED = 100_000
@@ -62,6 +71,33 @@ def now_us() -> int:
 def series_key(kind: str, record: Dict[str, Any]) -> bytes:
     """The Kafka key: the series' fields joined by NUL (docs/producers.md, "The key")."""
     return "\0".join(record[f] for f in _KINDS[kind][3]).encode("utf-8")
+
+
+def traceparent_trace_id(value: Any) -> Optional[str]:
+    """The trace id of a W3C ``traceparent`` header value (``00-<32 hex>-<16 hex>-<2 hex>``,
+    str or bytes), or None when it is absent or malformed (as the Rust ``RequestLayer``)."""
+    if value is None:
+        return None
+    if isinstance(value, (bytes, bytearray)):
+        value = value.decode("latin-1")
+    parts = str(value).strip().split("-")
+    if len(parts) < 4:
+        return None
+    version, trace, span, flags = parts[:4]
+
+    def hex_of(s: str, n: int) -> bool:
+        return len(s) == n and all(c in "0123456789abcdef" for c in s)
+
+    ok = (
+        hex_of(version, 2)
+        and version != "ff"
+        and hex_of(trace, 32)
+        and hex_of(span, 16)
+        and hex_of(flags, 2)
+        and trace != "0" * 32
+        and (version != "00" or len(parts) == 4)
+    )
+    return trace if ok else None
 
 
 def _load_schema(file: str):
@@ -95,6 +131,7 @@ class Emitter:
         self._topics = {kind: spec[2] for kind, spec in _KINDS.items()}
         self._topics.update(topics or {})
         self._schemas = {kind: (spec[0], _load_schema(spec[1])) for kind, spec in _KINDS.items()}
+        self._schemas_v2 = {kind: (spec[0], _load_schema(spec[1])) for kind, spec in _V2.items()}
         config = {
             "bootstrap.servers": bootstrap,
             "enable.idempotence": True,
@@ -128,6 +165,7 @@ class Emitter:
         query_type: Optional[str] = None,
         tenant_id: Optional[str] = None,
         executed_at_us: Optional[int] = None,
+        trace_id: Optional[str] = None,
     ) -> bool:
         """Records one executed query; False when it was dropped (queue full).
 
@@ -135,7 +173,9 @@ class Emitter:
         the emitter computes the shared fingerprint (docs/producers.md, "Query fingerprint"),
         sends the normalised text instead of yours (once per hash every 5 minutes), and takes
         ``query_type`` from the text unless given. With ``query_hash`` given, the event is sent
-        as is. ``executed_at_us`` (default now) is when the query started.
+        as is. ``executed_at_us`` (default now) is when the query started. ``trace_id``: the
+        distributed trace the query ran in (at most 128 bytes; schema version 2), shown with
+        the query's samples; None or "" sends none.
         """
         return self._put("query", {
             "service": self.service,
@@ -147,6 +187,7 @@ class Emitter:
             "rows_affected": int(rows_affected),
             "tenant_id": tenant_id,
             "executed_at_us": now_us() if executed_at_us is None else int(executed_at_us),
+            "trace_id": trace_id or None,
         })
 
     def record_query_performance(
@@ -159,6 +200,7 @@ class Emitter:
         *,
         query_text: Optional[str] = None,
         executed_at: Optional[float] = None,
+        trace_id: Optional[str] = None,
     ) -> bool:
         """The seed's ``record_query_performance(query_hash, query_type, execution_time_ms,
         rows_affected, campaign_id)``, as ``record_query``: milliseconds become microseconds,
@@ -174,6 +216,7 @@ class Emitter:
             query_type=query_type,
             tenant_id=None if campaign_id is None else str(campaign_id),
             executed_at_us=None if executed_at is None else round(executed_at * 1_000_000),
+            trace_id=trace_id,
         )
 
     def record_request(
@@ -186,9 +229,11 @@ class Emitter:
         request_bytes: Optional[int] = None,
         response_bytes: Optional[int] = None,
         occurred_at_us: Optional[int] = None,
+        trace_id: Optional[str] = None,
     ) -> bool:
         """Records one served request. ``endpoint`` is the route template (``/campaigns/{id}``,
-        never ``/campaigns/42``); ``occurred_at_us`` (default now) is when it was received."""
+        never ``/campaigns/42``); ``occurred_at_us`` (default now) is when it was received;
+        ``trace_id`` as in ``record_query`` (the middlewares take it from ``traceparent``)."""
         return self._put("request", {
             "service": self.service,
             "instance": self.instance,
@@ -199,6 +244,7 @@ class Emitter:
             "request_bytes": request_bytes,
             "response_bytes": response_bytes,
             "occurred_at_us": now_us() if occurred_at_us is None else int(occurred_at_us),
+            "trace_id": trace_id or None,
         })
 
     def record_resource(self, **fields: Any) -> bool:
@@ -296,7 +342,8 @@ class Emitter:
         return f
 
     def _encode(self, kind: str, record: Dict[str, Any]) -> bytes:
-        schema_id, schema = self._schemas[kind]
+        traced = record.get("trace_id") is not None
+        schema_id, schema = (self._schemas_v2 if traced else self._schemas)[kind]
         buf = io.BytesIO()
         buf.write(b"\x00" + struct.pack(">I", schema_id))
         fastavro.schemaless_writer(buf, schema, record)

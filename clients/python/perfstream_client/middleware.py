@@ -19,7 +19,7 @@ raises is recorded with status 500 and the exception propagates.
 import time
 from typing import Any, Callable, Dict, Optional
 
-from .emitter import Emitter, now_us
+from .emitter import Emitter, now_us, traceparent_trace_id
 
 __all__ = ["ASGIMiddleware", "WSGIMiddleware", "UNMATCHED"]
 
@@ -99,6 +99,7 @@ class ASGIMiddleware:
                 request_bytes=_content_length(headers.get(b"content-length")),
                 response_bytes=state["bytes"],
                 occurred_at_us=occurred_at_us,
+                trace_id=traceparent_trace_id(headers.get(b"traceparent")),
             )
 
 
@@ -153,6 +154,7 @@ class WSGIMiddleware:
                 request_bytes=_content_length(environ.get("CONTENT_LENGTH")),
                 response_bytes=state["bytes"],
                 occurred_at_us=occurred_at_us,
+                trace_id=traceparent_trace_id(environ.get("HTTP_TRACEPARENT")),
             )
 
         try:
