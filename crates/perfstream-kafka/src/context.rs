@@ -5,6 +5,7 @@
 
 mod flush;
 mod rebalance;
+mod worker;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -22,6 +23,7 @@ use crate::pipeline::now_us;
 use crate::routing::Router;
 use crate::{KafkaError, KafkaSettings, PipelineSettings};
 use perfstream_pipeline::PipelineStats;
+use worker::{Batch, Pipe, Polled};
 
 /// Everything behind the context's lock: the pure protocol core and the I/O pieces the
 /// per-message path uses.
@@ -30,6 +32,8 @@ pub(crate) struct State {
     decoder: Decoder,
     router: Router,
     fatal: Option<KafkaError>,
+    /// The store's form of the core's pending plan, built once per plan.
+    write: Option<Arc<perfstream_store::FlushWrite>>,
     /// Set when a flush was fenced: the process rejoins the group to get a fresh assignment.
     rejoin: bool,
 }
@@ -41,6 +45,7 @@ impl State {
             decoder,
             router,
             fatal: None,
+            write: None,
             rejoin: false,
         }
     }
@@ -66,6 +71,10 @@ pub(crate) struct Inner {
     stats: Arc<PipelineStats>,
     /// When a broker error was last logged, and how many occurred since.
     broker_errors: Mutex<(Option<std::time::Instant>, u64)>,
+    /// The hand-over to the aggregation thread; taken by the poll thread only.
+    pipe: Mutex<Pipe>,
+    /// The flush whose transaction runs now (see `flush`); taken by the poll thread only.
+    inflight: Mutex<Option<flush::Inflight>>,
 }
 
 impl std::ops::Deref for PipelineContext {
@@ -85,6 +94,7 @@ impl PipelineContext {
         stats: Arc<PipelineStats>,
         stop: Arc<std::sync::atomic::AtomicBool>,
     ) -> Self {
+        let settings_batch_max = settings.batch_max_messages;
         let owner = settings
             .owner
             .clone()
@@ -99,7 +109,16 @@ impl PipelineContext {
             stats,
             stop,
             broker_errors: Mutex::new((None, 0)),
+            pipe: Mutex::new(Pipe::new(settings_batch_max)),
+            inflight: Mutex::new(None),
         }))
+    }
+
+    /// Starts the aggregation thread (it holds a clone of the context until
+    /// [`Inner::stop_worker`]).
+    pub(crate) fn start_worker(&self) -> std::io::Result<()> {
+        let ctx = self.clone();
+        self.pipe().start(move |batch| ctx.apply_batch(batch))
     }
 }
 
@@ -156,7 +175,16 @@ impl Inner {
         }
     }
 
-    pub(crate) fn handle_message(
+    fn inflight(&self) -> MutexGuard<'_, Option<flush::Inflight>> {
+        self.inflight.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn pipe(&self) -> MutexGuard<'_, Pipe> {
+        self.pipe.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One polled message, queued for the aggregation thread (see `worker`).
+    pub(crate) fn push_message(
         &self,
         topic: &str,
         partition: i32,
@@ -168,12 +196,57 @@ impl Inner {
         let Some(id) = self.partition_id(topic, partition) else {
             return;
         };
+        self.pipe()
+            .push(id.topic, partition, offset, key, payload, timestamp_ms);
+    }
+
+    /// Hands the messages polled so far to the aggregation thread.
+    pub(crate) fn send_batch(&self) {
+        self.pipe().send();
+    }
+
+    /// Waits until every polled message is applied to the state. Called before anything else
+    /// touches the state's partitions (flush, claim, revoke); an error means the aggregation
+    /// thread died, and the state cannot be trusted.
+    pub(crate) fn drain(&self) -> Result<(), KafkaError> {
+        self.pipe().drain().map_err(|_| KafkaError::Panicked)
+    }
+
+    /// Applies what was polled, then stops the aggregation thread.
+    pub(crate) fn stop_worker(&self) {
+        self.pipe().close();
+    }
+
+    /// Decodes and aggregates one batch, under one lock; runs on the aggregation thread.
+    fn apply_batch(&self, batch: &Batch) {
         let mut state = self.lock();
-        let state = &mut *state;
-        let payload = payload.unwrap_or(&[]);
+        let mut tally = Tally::default();
+        for m in &batch.messages {
+            if state.fatal.is_some() {
+                // Decoding cannot go on (registry away): the poll thread stops the pipeline and
+                // nothing after this message may count.
+                break;
+            }
+            self.apply(&mut state, batch, m, &mut tally);
+        }
+        drop(state);
+        let s = &self.stats;
+        PipelineStats::add(&s.messages_in, tally.messages);
+        PipelineStats::add(&s.events_aggregated, tally.aggregated);
+        PipelineStats::add(&s.corrections, tally.corrections);
+        PipelineStats::add(&s.events_skipped_replay, tally.skipped);
+    }
+
+    fn apply(&self, state: &mut State, batch: &Batch, m: &Polled, tally: &mut Tally) {
+        let id = PartitionId {
+            topic: m.topic,
+            partition: m.partition,
+        };
+        let (partition, offset) = (m.partition, m.offset);
+        let payload = batch.payload(m);
         let decoded = state
             .decoder
-            .decode(payload, timestamp_ms.map(|ms| ms.saturating_mul(1000)));
+            .decode(payload, m.timestamp_ms.map(|ms| ms.saturating_mul(1000)));
         let mut isolated = None;
         let (action, error) = match decoded {
             Ok(event) => {
@@ -186,6 +259,7 @@ impl Inner {
             Err(e) if e.is_retriable() => {
                 // The schema registry is unreachable: the message is not bad, so it must not be
                 // dead-lettered. Stop; a restart replays from the last committed flush.
+                let topic = self.topic_name(id);
                 error!(error = %e, topic, partition, offset, "Cannot decode for now; stopping the pipeline.");
                 state.fatal = Some(KafkaError::Decode(e));
                 return;
@@ -196,12 +270,12 @@ impl Inner {
         if action == Action::NotAssigned {
             return;
         }
-        PipelineStats::add(&s.messages_in, 1);
+        tally.messages += 1;
         let (route_to, kind, reason) = match action {
             Action::NotAssigned => return,
-            Action::Aggregated => return PipelineStats::add(&s.events_aggregated, 1),
-            Action::Correction => return PipelineStats::add(&s.corrections, 1),
-            Action::Skipped => return PipelineStats::add(&s.events_skipped_replay, 1),
+            Action::Aggregated => return tally.aggregated += 1,
+            Action::Correction => return tally.corrections += 1,
+            Action::Skipped => return tally.skipped += 1,
             Action::AlreadyRouted => return,
             Action::Late(late) => {
                 PipelineStats::add(&s.too_late, 1);
@@ -225,7 +299,16 @@ impl Inner {
                 (&self.kafka.topics.dlq, e.kind(), e.to_string())
             }
         };
-        let dl = dead_letter(topic, partition, offset, key, payload, kind, reason);
+        let topic = self.topic_name(id);
+        let dl = dead_letter(
+            topic,
+            partition,
+            offset,
+            batch.key(m),
+            payload,
+            kind,
+            reason,
+        );
         state.router.route(route_to, dl);
     }
 
@@ -265,6 +348,15 @@ impl Inner {
             warn!(error = %e, paused, "Pausing/resuming partitions failed.");
         }
     }
+}
+
+/// Counters of one batch, added to the shared statistics once.
+#[derive(Default)]
+struct Tally {
+    messages: u64,
+    aggregated: u64,
+    corrections: u64,
+    skipped: u64,
 }
 
 fn dead_letter(

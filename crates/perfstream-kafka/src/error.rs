@@ -47,4 +47,6 @@ pub enum KafkaError {
     Routing(#[from] crate::routing::RoutingPending),
     #[error("pipeline thread panicked")]
     Panicked,
+    #[error("cannot start the aggregation thread: {0}")]
+    Worker(#[source] std::io::Error),
 }

@@ -94,6 +94,9 @@ fn poll_loop(
     stop: &AtomicBool,
 ) -> Result<(), KafkaError> {
     let ctx = consumer.context().clone();
+    if let Err(e) = ctx.start_worker() {
+        return Err(KafkaError::Worker(e));
+    }
     let flush_every = Duration::from_millis(settings.flush_interval_ms);
     let mut next_flush = Instant::now() + flush_every;
     let mut next_lag = Instant::now();
@@ -111,13 +114,18 @@ fn poll_loop(
         let mut n = 0usize;
         let span = info_span!("batch", messages = tracing::field::Empty);
         let _g = span.enter();
-        let mut timeout =
-            Duration::from_millis(100).min(next_flush.saturating_duration_since(Instant::now()));
+        // While a flush is in flight its outcome is looked at between batches: poll briefly.
+        let longest = if ctx.flush_in_flight() {
+            Duration::from_millis(5)
+        } else {
+            Duration::from_millis(100)
+        };
+        let mut timeout = longest.min(next_flush.saturating_duration_since(Instant::now()));
         while n < settings.batch_max_messages {
             match consumer.poll(timeout) {
                 None => break,
                 Some(Ok(m)) => {
-                    ctx.handle_message(
+                    ctx.push_message(
                         m.topic(),
                         m.partition(),
                         m.offset(),
@@ -134,6 +142,7 @@ fn poll_loop(
             }
             timeout = Duration::ZERO;
         }
+        ctx.send_batch();
         span.record("messages", n);
         drop(_g);
         if let Some(e) = ctx.take_fatal() {
@@ -158,19 +167,29 @@ fn poll_loop(
             ctx.update_lag(&consumer);
             next_lag = Instant::now() + Duration::from_secs(5);
         }
-        if Instant::now() < next_flush {
-            continue;
-        }
-        match ctx.flush(&consumer, "interval") {
-            Ok(_) => {
+        let failure = match ctx.settle_flush(&consumer) {
+            Some(Ok(_)) => {
                 backoff.reset();
-                if paused {
+                if paused && !ctx.routing_congested() {
                     ctx.set_paused(&consumer, false);
                     paused = false;
                 }
-                next_flush = Instant::now() + flush_every;
+                None
             }
-            Err(e) if e.retriable => {
+            Some(Err(e)) => Some(e),
+            None => None,
+        };
+        let failure = match failure {
+            Some(e) => Some(e),
+            None if Instant::now() >= next_flush && !ctx.flush_in_flight() => {
+                next_flush = Instant::now() + flush_every;
+                ctx.begin_flush("interval").err()
+            }
+            None => None,
+        };
+        match failure {
+            None => {}
+            Some(e) if e.retriable => {
                 // Postgres slow or down: stop fetching so memory stays bounded, keep polling so
                 // the group membership stays alive, retry with capped exponential backoff.
                 if !paused {
@@ -181,9 +200,10 @@ fn poll_loop(
                 warn!(error = %e.source, retry_in_ms = delay.as_millis() as u64, "Flush failed; partitions paused, will retry.");
                 next_flush = Instant::now() + delay;
             }
-            Err(e) => break Err(e.source),
+            Some(e) => break Err(e.source),
         }
     };
+    ctx.stop_worker();
     // Drop-order pitfall: nothing borrowed from the consumer may outlive it.
     consumer.unsubscribe();
     drop(consumer);

@@ -3,7 +3,10 @@
 //! reply lost), clock ticks, clean rebalances, crashes (state lost, store kept) and stalls (a
 //! member that lost its partitions without knowing, later fenced), against an in-memory store
 //! with the same compare-and-set semantics as `perfstream-store` (owner, generation, flush
-//! sequence). Checked after every step: no stored figure ever exceeds the truth; at the end,
+//! sequence). Flushes also run asynchronously as the adapter runs them: a plan is prepared and
+//! its write started (at once, or later), the worker keeps polling, and the outcome reaches the
+//! core afterwards; a rebalance settles a member's flush in flight first. Checked after every
+//! step: no stored figure ever exceeds the truth; at the end,
 //! after one worker drains everything: every stored figure equals the truth exactly, and every
 //! undecodable message was routed at least once. The store refuses every row of one "poison"
 //! statement (a data error): its events must each be routed at least once (isolated) and never
@@ -73,6 +76,18 @@ enum Op {
         worker: usize,
         outcome: WriteOutcome,
     },
+    /// Prepares a plan and starts its write, which reaches the store now (`write_now`) or when
+    /// it ends; the worker goes on polling meanwhile. No-op while one is in flight.
+    FlushBegin {
+        worker: usize,
+        write_now: bool,
+    },
+    /// The flush in flight ends: its outcome reaches the core (`Failed`: the write did not
+    /// reach the store; `ReplyLost`: the outcome is lost; the plan stays pending either way).
+    FlushEnd {
+        worker: usize,
+        outcome: WriteOutcome,
+    },
     /// Every member revokes (flushing first, which may fail) and the group reassigns.
     Rebalance {
         seed: u64,
@@ -113,6 +128,13 @@ fn op() -> impl Strategy<Value = Op> {
                 1 => Just(WriteOutcome::Failed),
                 2 => Just(WriteOutcome::ReplyLost)])
             .prop_map(|(worker, outcome)| Op::Flush { worker, outcome }),
+        2 => (worker.clone(), any::<bool>())
+            .prop_map(|(worker, write_now)| Op::FlushBegin { worker, write_now }),
+        2 => (worker.clone(), prop_oneof![
+                6 => Just(WriteOutcome::Committed),
+                1 => Just(WriteOutcome::Failed),
+                2 => Just(WriteOutcome::ReplyLost)])
+            .prop_map(|(worker, outcome)| Op::FlushEnd { worker, outcome }),
         1 => (any::<u64>(), prop::bool::weighted(0.3))
             .prop_map(|(seed, revoke_flush_fails)| Op::Rebalance { seed, revoke_flush_fails }),
         1 => (worker.clone(), any::<u64>()).prop_map(|(worker, seed)| Op::Crash { worker, seed }),
@@ -226,10 +248,19 @@ impl Store {
     }
 }
 
+/// A flush whose outcome has not reached the core.
+enum Inflight {
+    /// The write reached the store when the flush began.
+    Written(WriteResult),
+    /// The write reaches the store when the flush ends.
+    Deferred(FlushPlan),
+}
+
 struct Worker {
     owner: String,
     incarnation: u32,
     core: Core,
+    inflight: Option<Inflight>,
     /// Next offset to read, per partition the worker believes it owns.
     positions: BTreeMap<i32, usize>,
 }
@@ -240,6 +271,7 @@ impl Worker {
             owner: format!("w{index}.{incarnation}"),
             incarnation,
             core: Core::new(Engine::new(config()).expect("valid config")),
+            inflight: None,
             positions: BTreeMap::new(),
         }
     }
@@ -312,9 +344,11 @@ impl World {
         }
     }
 
-    /// One flush attempt; returns whether it ended with the plan out of the way (committed,
-    /// already applied, or fenced).
+    /// One flush attempt, waited for; returns whether it ended with the plan out of the way
+    /// (committed, already applied, or fenced). A flush in flight is settled first, as the
+    /// adapter does before a synchronous flush.
     fn flush(&mut self, worker: usize, outcome: WriteOutcome) -> bool {
+        self.flush_end(worker, WriteOutcome::Committed);
         let w = &mut self.workers[worker];
         let Some(plan) = w.core.prepare_flush(self.clock) else {
             return true;
@@ -328,6 +362,46 @@ impl World {
         {
             return false;
         }
+        self.deliver(worker, result);
+        true
+    }
+
+    fn flush_begin(&mut self, worker: usize, write_now: bool) {
+        let w = &mut self.workers[worker];
+        if w.inflight.is_some() {
+            return;
+        }
+        let Some(plan) = w.core.prepare_flush(self.clock) else {
+            return;
+        };
+        w.inflight = Some(if write_now {
+            Inflight::Written(self.store.write(&w.owner, plan))
+        } else {
+            Inflight::Deferred(plan.clone())
+        });
+    }
+
+    fn flush_end(&mut self, worker: usize, outcome: WriteOutcome) {
+        let w = &mut self.workers[worker];
+        let Some(flight) = w.inflight.take() else {
+            return;
+        };
+        let result = match flight {
+            Inflight::Written(r) => r,
+            Inflight::Deferred(_) if outcome == WriteOutcome::Failed => return,
+            Inflight::Deferred(plan) => self.store.write(&w.owner, &plan),
+        };
+        if outcome != WriteOutcome::Committed
+            && matches!(result, WriteResult::Committed | WriteResult::AlreadyApplied)
+        {
+            return;
+        }
+        self.deliver(worker, result);
+    }
+
+    /// The outcome of a write reaches the worker's core.
+    fn deliver(&mut self, worker: usize, result: WriteResult) {
+        let w = &mut self.workers[worker];
         match result {
             WriteResult::Refused(keys) => {
                 // The adapter isolates the series and seeks every partition back.
@@ -348,7 +422,6 @@ impl World {
                 self.members.insert(worker);
             }
         }
-        true
     }
 
     /// Eager rebalance: every member revokes everything (trying one last flush), then the
@@ -412,6 +485,8 @@ impl World {
             Op::Flush { worker, outcome } => {
                 self.flush(worker, outcome);
             }
+            Op::FlushBegin { worker, write_now } => self.flush_begin(worker, write_now),
+            Op::FlushEnd { worker, outcome } => self.flush_end(worker, outcome),
             Op::Rebalance {
                 seed,
                 revoke_flush_fails,

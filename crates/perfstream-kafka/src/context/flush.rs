@@ -1,13 +1,22 @@
 //! The flush: closed windows, corrections and every assigned partition's progress in one
 //! transaction, after the routed messages they cover are acknowledged.
+//!
+//! The write runs on the runtime while the poll thread and the aggregation thread go on: the
+//! core keeps aggregating while its plan is pending (events after the plan belong to the next
+//! one), exactly as when a write fails and is retried. One flush is in flight at most. Its
+//! outcome is settled on the poll thread; a fenced or refused write drops or rewinds state, so
+//! every polled message is applied before (`worker`). The rebalance callbacks and shutdown
+//! settle the flush in flight before they do anything else.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use perfstream_pipeline::FlushPlan;
 use perfstream_store::{FlushCommit, FlushWrite, PartitionProgress, StoreError};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
-use tracing::{info_span, warn};
+use tokio::task::{JoinError, JoinHandle};
+use tracing::{Instrument, info_span, warn};
 
 /// Longest one flush attempt waits for routed messages to be acknowledged before it counts as
 /// failed and is retried with backoff (the poll thread stays responsive meanwhile).
@@ -19,27 +28,118 @@ use crate::failpoint;
 use crate::pipeline::now_us;
 use perfstream_pipeline::PipelineStats;
 
+type WriteOutcome = Result<Result<FlushCommit, StoreError>, tokio::time::error::Elapsed>;
+
+/// A flush whose transaction runs on the runtime.
+pub(crate) struct Inflight {
+    task: JoinHandle<WriteOutcome>,
+    write: Arc<FlushWrite>,
+    replay_held: bool,
+    deadline: Duration,
+    span: tracing::Span,
+}
+
+impl Inflight {
+    fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+}
+
+fn fatal(source: KafkaError) -> FlushFailure {
+    FlushFailure {
+        retriable: false,
+        source,
+    }
+}
+
 impl Inner {
-    /// Writes closed windows, corrections and the progress of every assigned partition in one
-    /// transaction, after the routed messages they cover are acknowledged.
+    /// A flush from start to outcome (shutdown): settles the one in flight, then writes what is
+    /// closed now and waits for it.
     pub(crate) fn flush(
         &self,
         consumer: &BaseConsumer<PipelineContext>,
         reason: &'static str,
     ) -> Result<u64, FlushFailure> {
+        self.drain().map_err(fatal)?;
         let mut state = self.lock();
         if let Some(e) = state.fatal.take() {
-            return Err(FlushFailure {
-                retriable: false,
-                source: e,
-            });
+            return Err(fatal(e));
+        }
+        if let Err(e) = self.settle_waiting(&mut state, consumer) {
+            if !e.retriable {
+                return Err(e);
+            }
+            warn!(error = %e.source, "Flush in flight failed; trying again.");
         }
         let deadline = Duration::from_millis(self.settings.flush_deadline_ms);
         self.flush_locked(&mut state, consumer, reason, deadline)
     }
 
-    /// One flush within `deadline`. A write that times out, or whose reply is lost, is retried
-    /// with the same plan; the store recognises a plan it already applied (`flush_seq`).
+    pub(crate) fn flush_in_flight(&self) -> bool {
+        self.inflight().is_some()
+    }
+
+    /// Starts a flush of what is closed now, unless one is in flight.
+    pub(crate) fn begin_flush(
+        &self,
+        reason: &'static str,
+    ) -> Result<(), FlushFailure> {
+        if self.flush_in_flight() {
+            return Ok(());
+        }
+        let mut state = self.lock();
+        if let Some(e) = state.fatal.take() {
+            return Err(fatal(e));
+        }
+        let deadline = Duration::from_millis(self.settings.flush_deadline_ms);
+        self.begin_locked(&mut state, reason, deadline)
+    }
+
+    /// Handles the outcome of the flush in flight once it has finished; `None` while it runs or
+    /// when none is in flight.
+    pub(crate) fn settle_flush(
+        &self,
+        consumer: &BaseConsumer<PipelineContext>,
+    ) -> Option<Result<u64, FlushFailure>> {
+        let flight = {
+            let mut g = self.inflight();
+            if !g.as_ref()?.is_finished() {
+                return None;
+            }
+            g.take()?
+        };
+        let Inflight {
+            task,
+            write,
+            replay_held,
+            deadline,
+            span,
+        } = flight;
+        // Finished: returns at once.
+        let outcome = self.handle.block_on(task);
+        let rewinds = matches!(&outcome, Ok(Ok(Err(e))) if e.is_data_error() || matches!(e, StoreError::Fenced { .. }));
+        if rewinds {
+            // The outcome drops or rewinds the state: every polled message is applied first.
+            if let Err(e) = self.drain() {
+                return Some(Err(fatal(e)));
+            }
+        }
+        let mut state = self.lock();
+        Some(self.settle_locked(
+            &mut state,
+            consumer,
+            outcome,
+            &write,
+            replay_held,
+            deadline,
+            &span,
+        ))
+    }
+
+    /// One flush within `deadline`, waited for. A write that times out, or whose reply is
+    /// lost, is retried with the same plan; the store recognises a plan it already applied
+    /// (`flush_seq`). The caller has drained the aggregation thread and settled any flush in
+    /// flight.
     pub(super) fn flush_locked(
         &self,
         state: &mut State,
@@ -47,9 +147,50 @@ impl Inner {
         reason: &'static str,
         deadline: Duration,
     ) -> Result<u64, FlushFailure> {
+        self.begin_locked(state, reason, deadline)?;
+        self.settle_waiting(state, consumer)
+    }
+
+    /// Waits for the flush in flight, if any, and handles its outcome. The caller has drained
+    /// the aggregation thread (the outcome may drop or rewind state).
+    pub(super) fn settle_waiting(
+        &self,
+        state: &mut State,
+        consumer: &BaseConsumer<PipelineContext>,
+    ) -> Result<u64, FlushFailure> {
+        let Some(flight) = self.inflight().take() else {
+            return Ok(0);
+        };
+        let Inflight {
+            task,
+            write,
+            replay_held,
+            deadline,
+            span,
+        } = flight;
+        let outcome = self.handle.block_on(task);
+        self.settle_locked(
+            state,
+            consumer,
+            outcome,
+            &write,
+            replay_held,
+            deadline,
+            &span,
+        )
+    }
+
+    /// Computes (or takes up again) the plan, waits for the routed messages it covers, and
+    /// starts its transaction.
+    fn begin_locked(
+        &self,
+        state: &mut State,
+        reason: &'static str,
+        deadline: Duration,
+    ) -> Result<(), FlushFailure> {
         let fresh = !state.core.has_pending();
         let Some(plan) = state.core.prepare_flush(now_us()) else {
-            return Ok(0);
+            return Ok(());
         };
         if fresh {
             let c = &plan.counters;
@@ -70,10 +211,22 @@ impl Inner {
             s.live_series.store(plan.live_series as u64, relaxed);
             s.series_bytes.store(plan.series_bytes as u64, relaxed);
         }
-        let write = self.flush_write(plan);
+        // The store's form of the plan is built once per plan, not once per attempt.
+        let write = match (&state.write, fresh) {
+            (Some(w), false) => w.clone(),
+            _ => {
+                let w = Arc::new(self.flush_write(plan));
+                state.write = Some(w.clone());
+                w
+            }
+        };
         let replay_held = fresh && plan.replay_held;
-        let rows = write.rollups.len() as u64;
-        let span = info_span!("flush", reason, rows, partitions = write.progress.len());
+        let span = info_span!(
+            "flush",
+            reason,
+            rows = write.rollups.len(),
+            partitions = write.progress.len()
+        );
         let _g = span.enter();
 
         // A routing outage is an outage like Postgres's: the flush is retried with backoff, with
@@ -95,17 +248,46 @@ impl Inner {
         }
         failpoint::hit("after_dlq_ack");
         failpoint::hit("before_commit");
-        let result = match self.handle.block_on(async {
-            tokio::time::timeout(deadline, self.store.write_flush(&write)).await
-        }) {
-            Ok(r) => r,
-            Err(_) => {
+        let store = self.store.clone();
+        let w = write.clone();
+        let task = self.handle.spawn(
+            async move { tokio::time::timeout(deadline, store.write_flush(&w)).await }
+                .instrument(span.clone()),
+        );
+        drop(_g);
+        *self.inflight() = Some(Inflight {
+            task,
+            write,
+            replay_held,
+            deadline,
+            span,
+        });
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn settle_locked(
+        &self,
+        state: &mut State,
+        consumer: &BaseConsumer<PipelineContext>,
+        outcome: Result<WriteOutcome, JoinError>,
+        write: &FlushWrite,
+        replay_held: bool,
+        deadline: Duration,
+        span: &tracing::Span,
+    ) -> Result<u64, FlushFailure> {
+        let _g = span.enter();
+        let rows = write.rollups.len() as u64;
+        let result = match outcome {
+            Err(_) => return Err(fatal(KafkaError::Panicked)),
+            Ok(Err(_)) => {
                 PipelineStats::add(&self.stats.flush_failures, 1);
                 return Err(FlushFailure {
                     retriable: true,
                     source: KafkaError::FlushDeadline(deadline),
                 });
             }
+            Ok(Ok(r)) => r,
         };
         match result {
             Ok(commit) => {
@@ -119,6 +301,7 @@ impl Inner {
                     );
                 }
                 let plan = state.core.committed().expect("a plan was pending");
+                state.write = None;
                 PipelineStats::add(&self.stats.flushes, 1);
                 PipelineStats::add(&self.stats.rows_written, rows);
                 PipelineStats::add(&self.stats.windows_closed, plan.windows_closed);
@@ -138,13 +321,15 @@ impl Inner {
                 );
                 PipelineStats::add(&self.stats.fenced, 1);
                 state.core.fenced();
+                state.write = None;
                 self.set_assigned(state);
                 state.rejoin = true;
                 Ok(0)
             }
             Err(e) if e.is_data_error() => {
                 PipelineStats::add(&self.stats.flush_failures, 1);
-                self.isolate_unwritable(state, consumer, &write, deadline, e)
+                state.write = None;
+                self.isolate_unwritable(state, consumer, write, deadline, e)
             }
             Err(e) => {
                 PipelineStats::add(&self.stats.flush_failures, 1);

@@ -62,7 +62,24 @@ impl Inner {
     }
 
     fn on_assign(&self, consumer: &BaseConsumer<PipelineContext>, tpl: &TopicPartitionList) {
+        let drained = self.drain();
         let mut state = self.lock();
+        if let Err(e) = drained {
+            state.fatal = Some(e);
+            return;
+        }
+        // A flush still in flight (an assignment without a revoke first) is settled before the
+        // claims change the partitions' generations.
+        match self.settle_waiting(&mut state, consumer) {
+            Err(e) if !e.retriable => {
+                state.fatal = Some(e.source);
+                return;
+            }
+            Err(e) => {
+                warn!(error = %e.source, "Flush in flight failed before an assignment; its plan is written again.")
+            }
+            Ok(_) => {}
+        }
         let state = &mut *state;
         let mut assign = TopicPartitionList::new();
         for el in tpl.elements() {
@@ -127,13 +144,25 @@ impl Inner {
     }
 
     fn on_revoke(&self, consumer: &BaseConsumer<PipelineContext>) {
+        // Messages polled before the revoke are applied first (see `worker`).
+        let drained = self.drain();
         let mut state = self.lock();
         if state.core.assigned().next().is_some() {
             failpoint::hit("during_revoke");
         }
         let deadline = Duration::from_millis(self.settings.revoke_flush_deadline_ms);
-        if let Err(e) = self.flush_locked(&mut state, consumer, "revoke", deadline) {
-            warn!(error = %e.source, "Flush before revoke failed; the next owner replays the partitions.");
+        if let Err(e) = drained {
+            // The aggregation thread died: nothing of this state is written.
+            state.fatal = Some(e);
+        } else {
+            // The flush in flight first, then one last flush of what is closed now.
+            let r = match self.settle_waiting(&mut state, consumer) {
+                Err(e) if !e.retriable => Err(e),
+                _ => self.flush_locked(&mut state, consumer, "revoke", deadline),
+            };
+            if let Err(e) = r {
+                warn!(error = %e.source, "Flush before revoke failed; the next owner replays the partitions.");
+            }
         }
         state.core.revoke();
         self.set_assigned(&state);
