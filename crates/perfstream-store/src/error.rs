@@ -86,7 +86,11 @@ pub enum StoreError {
     },
 
     /// A report's range is empty or backwards: its start is not before its end.
-    #[error("the range start {from_us} is not before its end {to_us} (µs since the epoch)")]
+    #[error(
+        "the range start {} is not before its end {}",
+        rfc3339(*from_us),
+        rfc3339(*to_us)
+    )]
     InvalidRange {
         from_us: TimestampUs,
         to_us: TimestampUs,
@@ -95,6 +99,11 @@ pub enum StoreError {
     /// A test-only fault injected between the statements of a flush (feature `failpoints`).
     #[error("fault injected at {stage:?}")]
     Injected { stage: crate::Stage },
+}
+
+/// A time for a message: RFC 3339, UTC.
+fn rfc3339(us: TimestampUs) -> String {
+    crate::table::to_ts(us).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 
 impl StoreError {

@@ -429,6 +429,11 @@ pub fn parse_time_bound(s: &str, now_us: TimestampUs) -> Result<TimestampUs, Str
             .and_then(|d| now_us.checked_sub(d))
             .ok_or_else(|| format!("{s:?} is too far back"));
     }
+    if s.ends_with(['s', 'm', 'h', 'd', 'w']) && s.starts_with(|c: char| c.is_ascii_digit()) {
+        return Err(format!(
+            "{s:?}: a relative time is in the past and starts with a minus sign: -{s}"
+        ));
+    }
     chrono::DateTime::parse_from_rfc3339(s)
         .map(|t| t.timestamp_micros())
         .map_err(|e| {
@@ -585,6 +590,7 @@ mod tests {
         assert_eq!(p("2026-12-01T12:00:00Z"), Ok(NOW));
         assert_eq!(p("2026-12-01T13:00:00+01:00"), Ok(NOW));
         assert_eq!(p("2026-12-01T11:59:59.5Z"), Ok(NOW - 500_000));
+        assert!(p("1h").unwrap_err().contains("-1h"), "{:?}", p("1h"));
         for bad in [
             "1h",
             "-1",

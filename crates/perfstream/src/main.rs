@@ -186,6 +186,15 @@ async fn dispatch(cmd: Command, cfg: Config) -> Result<()> {
                 max_rows,
                 resolution,
             };
+            // Checked before connecting, so a mistyped range fails at once.
+            anyhow::ensure!(
+                opts.from_us < opts.to_us,
+                "--from must be before --to: {}",
+                perfstream_store::StoreError::InvalidRange {
+                    from_us: opts.from_us,
+                    to_us: opts.to_us
+                }
+            );
             let store = connect(&cfg).await?;
             let report = perfstream_store::report::report(&store, &opts)
                 .await
