@@ -33,6 +33,11 @@ type WriteOutcome = Result<Result<FlushCommit, StoreError>, tokio::time::error::
 /// A flush whose transaction runs on the runtime.
 pub(crate) struct Inflight {
     task: JoinHandle<WriteOutcome>,
+    begun: Begun,
+}
+
+/// What settling a flush needs to know of how it began.
+struct Begun {
     write: Arc<FlushWrite>,
     replay_held: bool,
     deadline: Duration,
@@ -80,10 +85,7 @@ impl Inner {
     }
 
     /// Starts a flush of what is closed now, unless one is in flight.
-    pub(crate) fn begin_flush(
-        &self,
-        reason: &'static str,
-    ) -> Result<(), FlushFailure> {
+    pub(crate) fn begin_flush(&self, reason: &'static str) -> Result<(), FlushFailure> {
         if self.flush_in_flight() {
             return Ok(());
         }
@@ -108,15 +110,8 @@ impl Inner {
             }
             g.take()?
         };
-        let Inflight {
-            task,
-            write,
-            replay_held,
-            deadline,
-            span,
-        } = flight;
         // Finished: returns at once.
-        let outcome = self.handle.block_on(task);
+        let outcome = self.handle.block_on(flight.task);
         let rewinds = matches!(&outcome, Ok(Ok(Err(e))) if e.is_data_error() || matches!(e, StoreError::Fenced { .. }));
         if rewinds {
             // The outcome drops or rewinds the state: every polled message is applied first.
@@ -125,15 +120,7 @@ impl Inner {
             }
         }
         let mut state = self.lock();
-        Some(self.settle_locked(
-            &mut state,
-            consumer,
-            outcome,
-            &write,
-            replay_held,
-            deadline,
-            &span,
-        ))
+        Some(self.settle_locked(&mut state, consumer, outcome, &flight.begun))
     }
 
     /// One flush within `deadline`, waited for. A write that times out, or whose reply is
@@ -161,23 +148,8 @@ impl Inner {
         let Some(flight) = self.inflight().take() else {
             return Ok(0);
         };
-        let Inflight {
-            task,
-            write,
-            replay_held,
-            deadline,
-            span,
-        } = flight;
-        let outcome = self.handle.block_on(task);
-        self.settle_locked(
-            state,
-            consumer,
-            outcome,
-            &write,
-            replay_held,
-            deadline,
-            &span,
-        )
+        let outcome = self.handle.block_on(flight.task);
+        self.settle_locked(state, consumer, outcome, &flight.begun)
     }
 
     /// Computes (or takes up again) the plan, waits for the routed messages it covers, and
@@ -257,25 +229,29 @@ impl Inner {
         drop(_g);
         *self.inflight() = Some(Inflight {
             task,
-            write,
-            replay_held,
-            deadline,
-            span,
+            begun: Begun {
+                write,
+                replay_held,
+                deadline,
+                span,
+            },
         });
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn settle_locked(
         &self,
         state: &mut State,
         consumer: &BaseConsumer<PipelineContext>,
         outcome: Result<WriteOutcome, JoinError>,
-        write: &FlushWrite,
-        replay_held: bool,
-        deadline: Duration,
-        span: &tracing::Span,
+        begun: &Begun,
     ) -> Result<u64, FlushFailure> {
+        let Begun {
+            ref write,
+            replay_held,
+            deadline,
+            ref span,
+        } = *begun;
         let _g = span.enter();
         let rows = write.rollups.len() as u64;
         let result = match outcome {
