@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use perfstream_alerts::{AlertSettings, Engine, RuleId, StateRow, Window, WindowRows};
+use perfstream_alerts::{AlertSettings, Engine, Rewind, RuleId, StateRow, Window, WindowRows};
 use sqlx::{PgConnection, PgPool};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::deadline::Deadline;
 use crate::error::EvalError;
@@ -15,6 +15,8 @@ use crate::write::{self, Recorded};
 /// Most windows judged (and committed) in one transaction, so catching up after a long outage
 /// commits in steps.
 const MAX_WINDOWS_PER_ROUND: i64 = 256;
+/// Most `rollup_changes` rows consumed per round (a few per flush; the rest wait a round).
+const MAX_CHANGES_PER_ROUND: i64 = 10_000;
 
 pub(crate) struct Evaluator {
     engine: Engine,
@@ -32,6 +34,9 @@ pub(crate) struct Evaluator {
     oldest_us: Option<Option<i64>>,
     /// Bounds each read, statement and the commit of a round (see `deadline.rs`).
     deadline: Deadline,
+    /// Whether a correction older than the engine's memory was logged at warning level already
+    /// (once per lead; later ones at debug).
+    warned_too_old: bool,
 }
 
 /// What a round did.
@@ -40,6 +45,9 @@ pub struct RoundStats {
     pub windows: usize,
     pub transitions: usize,
     pub queued: usize,
+    /// Of `windows`, those judged again because a late correction changed them or an earlier
+    /// window.
+    pub rejudged: usize,
 }
 
 impl Evaluator {
@@ -86,6 +94,7 @@ impl Evaluator {
             reads,
             oldest_us: None,
             deadline,
+            warned_too_old: false,
         })
     }
 
@@ -114,13 +123,61 @@ impl Evaluator {
         let slas = d.run("reading endpoint SLAs", read::slas(conn)).await?;
         self.engine.set_slas(slas);
         let hists = self.engine.rules().enabled_anywhere(RuleId::LatencyBurn);
+        // Late corrections (issue 15, section 5): the windows rollup writes touched since the
+        // last round, read before any row, so that a change committed after this read stays in
+        // `rollup_changes` for the next round. The rows read are deleted with this round's
+        // commit. The oldest window already judged is judged again, and every window after it.
+        let changes = read::changes(conn, &res, MAX_CHANGES_PER_ROUND);
+        let changes = d.run("reading changed windows", changes).await?;
+        let consumed: Vec<i64> = changes.iter().map(|c| c.0).collect();
+        let mut replay = None;
+        if let Some(p) = self.progress {
+            let oldest = changes
+                .iter()
+                .filter(|(_, w, base)| *base && w.end_us <= p.end_us)
+                .map(|(_, w, _)| w.start_us)
+                .min();
+            if let Some(start) = oldest {
+                match self.engine.rewind(start) {
+                    Rewind::Rewound => replay = Some((start, p.end_us)),
+                    Rewind::NotJudged => {}
+                    Rewind::TooOld { oldest_us } if !self.warned_too_old => {
+                        self.warned_too_old = true;
+                        warn!(
+                            group = %self.group,
+                            window_start_us = start,
+                            oldest_us,
+                            "A late correction changed a window judged before this evaluator's memory (judged by a previous leader, or beyond alerts.rejudge_horizon); it is not judged again. Later ones are logged at debug level."
+                        );
+                    }
+                    Rewind::TooOld { oldest_us } => debug!(
+                        group = %self.group,
+                        window_start_us = start,
+                        oldest_us,
+                        "A late correction changed a window too old to judge again."
+                    ),
+                }
+            }
+        }
         let from = match self.progress {
             Some(p) => p.end_us,
             None => until - self.settings.start_lookback.as_micros() as i64,
         };
-        let wins = read::windows(conn, &res, from, until, MAX_WINDOWS_PER_ROUND);
-        let wins = d.run("listing complete windows", wins).await?;
+        let mut wins = Vec::new();
+        if let Some((start, end)) = replay {
+            // Every window of the replay in this round: the state is committed only once the
+            // replay is complete.
+            let again = read::windows(conn, &res, start, end, i64::MAX);
+            wins = d.run("listing windows to judge again", again).await?;
+        }
+        let rejudged = wins.len();
+        let new = read::windows(conn, &res, from, until, MAX_WINDOWS_PER_ROUND);
+        wins.extend(d.run("listing complete windows", new).await?);
         let (Some(first), Some(last)) = (wins.first().copied(), wins.last().copied()) else {
+            if !consumed.is_empty() {
+                let done = write::consume_changes(conn, &consumed);
+                d.run("consuming changed windows", done).await?;
+            }
             return Ok(RoundStats::default());
         };
         if !self.warmed {
@@ -191,14 +248,26 @@ impl Evaluator {
         let t0 = std::time::Instant::now();
         // One transaction, one bound (like a flush of the store): abandoned at the deadline, it
         // rolls back with its session.
-        let commit = write::commit(conn, &self.group, &self.owner, last, &recorded, &changes);
+        let commit = write::commit(
+            conn,
+            &self.group,
+            &self.owner,
+            last,
+            &recorded,
+            &changes,
+            &consumed,
+        );
         let queued = d.run("committing judged windows", commit).await?;
         let t_commit = t0.elapsed();
-        self.progress = Some(last);
+        self.progress = Some(match self.progress {
+            Some(p) if p.start_us > last.start_us => p,
+            _ => last,
+        });
         let stats = RoundStats {
             windows: wins.len(),
             transitions: recorded.len(),
             queued,
+            rejudged,
         };
         for r in &recorded {
             let t = &r.transition;
@@ -215,6 +284,7 @@ impl Evaluator {
         debug!(
             group = %self.group,
             windows = stats.windows,
+            rejudged = stats.rejudged,
             transitions = stats.transitions,
             last_window_end = last.end_us,
             total_ms = t_start.elapsed().as_secs_f64() * 1e3,

@@ -306,6 +306,34 @@ pub(crate) async fn rows(
     Ok(out)
 }
 
+/// The oldest `rollup_changes` rows, at most `limit`: (seq, window, whether the window is of
+/// the base resolution `res`; rows of another one are consumed and ignored).
+pub(crate) async fn changes(
+    conn: &mut PgConnection,
+    res: &str,
+    limit: i64,
+) -> Result<Vec<(i64, Window, bool)>, EvalError> {
+    let rows = sqlx::query(
+        "SELECT seq, window_start, window_end, resolution = $1 FROM rollup_changes
+         ORDER BY seq LIMIT $2",
+    )
+    .bind(res)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db("reading changed windows"))?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let w = Window {
+                start_us: from_ts(r.get(1)),
+                end_us: from_ts(r.get(2)),
+            };
+            (r.get(0), w, r.get(3))
+        })
+        .collect())
+}
+
 /// Start of the oldest base-tier query or request row, if any.
 pub(crate) async fn oldest_latency_row(
     conn: &mut PgConnection,

@@ -120,10 +120,23 @@ pub(crate) struct Recorded {
     pub payload: Vec<u8>,
 }
 
+/// Deletes the `rollup_changes` rows a round read (a round that judged nothing).
+pub(crate) async fn consume_changes(
+    conn: &mut PgConnection,
+    seqs: &[i64],
+) -> Result<(), EvalError> {
+    sqlx::query("DELETE FROM rollup_changes WHERE seq = ANY($1)")
+        .bind(seqs)
+        .execute(&mut *conn)
+        .await
+        .map_err(db("consuming changed windows"))?;
+    Ok(())
+}
+
 /// Commits one batch: every transition into `alerts` (skipping any already recorded) and, in
 /// the same order, the outbox; the changed phases into `alert_state`; the last window into
-/// `alert_progress`. A few set-based statements whatever the batch size. Returns how many
-/// outbox rows were added.
+/// `alert_progress`; the `rollup_changes` rows the round read (`consumed`) deleted. A few
+/// set-based statements whatever the batch size. Returns how many outbox rows were added.
 pub(crate) async fn commit(
     conn: &mut PgConnection,
     group: &str,
@@ -131,11 +144,19 @@ pub(crate) async fn commit(
     last: Window,
     transitions: &[Recorded],
     changes: &BTreeMap<(RuleId, String), StateRow>,
+    consumed: &[i64],
 ) -> Result<usize, EvalError> {
     let mut tx = conn
         .begin()
         .await
         .map_err(db("beginning the alert transaction"))?;
+    if !consumed.is_empty() {
+        sqlx::query("DELETE FROM rollup_changes WHERE seq = ANY($1)")
+            .bind(consumed)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("consuming changed windows"))?;
+    }
     let mut queued = 0;
     if !transitions.is_empty() {
         let n = transitions.len();
@@ -304,8 +325,10 @@ pub(crate) async fn commit(
     sqlx::query(
         "INSERT INTO alert_progress (group_id, last_window_start, last_window_end, evaluated_by)
          VALUES ($1, $2, $3, $4)
-         ON CONFLICT (group_id) DO UPDATE SET last_window_start = EXCLUDED.last_window_start,
-            last_window_end = EXCLUDED.last_window_end, evaluated_by = EXCLUDED.evaluated_by, updated_at = now()",
+         ON CONFLICT (group_id) DO UPDATE SET
+            last_window_start = greatest(alert_progress.last_window_start, EXCLUDED.last_window_start),
+            last_window_end = greatest(alert_progress.last_window_end, EXCLUDED.last_window_end),
+            evaluated_by = EXCLUDED.evaluated_by, updated_at = now()",
     )
     .bind(group)
     .bind(to_ts(last.start_us))

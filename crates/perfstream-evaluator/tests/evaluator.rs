@@ -491,3 +491,205 @@ async fn an_alert_escalates_to_critical_once_across_a_restart(pool: PgPool) {
     let topic: std::collections::BTreeSet<_> = topic.into_iter().collect();
     assert_eq!(topic.len(), 3, "{topic:?}");
 }
+
+/// (rule, alert_key, state, window start index, resolve_reason) of every recorded transition.
+async fn judged(pool: &PgPool) -> Vec<(String, String, String, i64, Option<String>)> {
+    sqlx::query(
+        "SELECT rule, alert_key, state, ((extract(epoch from window_start) * 1e6)::bigint - $1) / $2,
+                resolve_reason
+         FROM alerts ORDER BY alert_key, window_start, state",
+    )
+    .bind(T0)
+    .bind(MIN_US)
+    .fetch_all(pool)
+    .await
+    .expect("alerts")
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+    .collect()
+}
+
+/// Issue 15, section 5: late corrections to windows already judged are judged again. The
+/// corrections are UPDATEs of the rollup rows, as the store's merge path writes them; the
+/// triggers of migration 20261130181000 record the windows in `rollup_changes`.
+/// - h1 fired on window 3 (p99 1.2 s, then 0.9 s: between clear and fire) and its window 3 is
+///   corrected to 0.6 s: judged again, nothing keeps it firing, so it resolves (`corrected`).
+/// - h2 was fine; its window 5 is corrected to 2 s: judged again, it fires on window 5 and
+///   resolves on window 6, as a fresh evaluation of the corrected data would.
+#[sqlx::test(migrations = "../../migrations")]
+async fn late_corrections_are_judged_again(pool: PgPool) {
+    let broker = DevBroker::start(1, 1, &Topics::default()).expect("broker");
+    let k = kafka(&broker);
+    for i in 0..10 {
+        let h1 = match i {
+            3 => 1200,
+            4.. => 900,
+            _ => 50,
+        };
+        query_row(&pool, i, "h1", h1).await;
+        query_row(&pool, i, "h2", 80).await;
+    }
+    watermark(&pool, T0 + 10 * MIN_US, T0 + 10 * MIN_US).await;
+    let ev = Running::start(&pool, &k);
+    let first = eventually("window 9 judged", || async {
+        let end: Option<i64> = sqlx::query_scalar(
+            "SELECT (extract(epoch from last_window_end) * 1e6)::bigint FROM alert_progress",
+        )
+        .fetch_optional(&pool)
+        .await
+        .expect("progress");
+        (end == Some(T0 + 10 * MIN_US)).then_some(())
+    });
+    first.await;
+    let before = judged(&pool).await;
+    assert_eq!(before.len(), 1, "{before:?}");
+    assert_eq!((before[0].2.as_str(), before[0].3), ("firing", 3));
+
+    // The corrections, in one flush-like transaction that also moves a watermark (its NOTIFY
+    // wakes the evaluator; the timer would too).
+    let mut tx = pool.begin().await.expect("begin");
+    for (hash, i, p99_ms) in [("h1", 3, 600), ("h2", 5, 2000)] {
+        sqlx::query(
+            "UPDATE query_rollups SET p99_us = $1, p999_us = $1, max_us = $1, count = count + 5
+             WHERE query_hash = $2 AND window_start = to_timestamp($3)",
+        )
+        .bind(p99_ms * 1000)
+        .bind(hash)
+        .bind(ts(T0 + i * MIN_US))
+        .execute(&mut *tx)
+        .await
+        .expect("correction");
+    }
+    let noted: i64 = sqlx::query_scalar("SELECT count(*) FROM rollup_changes")
+        .fetch_one(&mut *tx)
+        .await
+        .expect("rollup_changes");
+    assert_eq!(noted, 2, "one row per statement and window");
+    sqlx::query("UPDATE consumer_offsets SET updated_at = now() WHERE group_id = $1")
+        .bind(GROUP)
+        .execute(&mut *tx)
+        .await
+        .expect("progress");
+    tx.commit().await.expect("commit");
+
+    let after = eventually("the re-judged transitions", || async {
+        let t = judged(&pool).await;
+        (t.len() == 4).then_some(t)
+    })
+    .await;
+    let got: Vec<(&str, &str, i64, Option<&str>)> = after
+        .iter()
+        .map(|(_, key, state, i, why)| {
+            let hash = key.split('|').nth(2).unwrap_or_default();
+            (hash, state.as_str(), *i, why.as_deref())
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("h1", "firing", 3, None),
+            ("h1", "resolved", 9, Some("corrected")),
+            ("h2", "firing", 5, None),
+            ("h2", "resolved", 6, Some("cleared")),
+        ]
+    );
+    eventually("the changes consumed and the outbox drained", || async {
+        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM rollup_changes")
+            .fetch_one(&pool)
+            .await
+            .expect("rollup_changes");
+        (left == 0 && unsent(&pool).await == 0).then_some(())
+    })
+    .await;
+    let state: i64 = sqlx::query_scalar("SELECT count(*) FROM alert_state")
+        .fetch_one(&pool)
+        .await
+        .expect("alert_state");
+    assert_eq!(state, 0, "nothing left firing or pending");
+    let message: String =
+        sqlx::query_scalar("SELECT message FROM alerts WHERE resolve_reason = 'corrected'")
+            .fetch_one(&pool)
+            .await
+            .expect("message");
+    assert!(message.contains("late data corrected"), "{message}");
+    ev.stop().await;
+}
+
+/// Issue 14, section 4: the `endpoint_sla` rule takes an endpoint's statistic and threshold from
+/// `endpoint_slas`, read every round (a row added while the evaluator runs applies to the next
+/// windows); the evaluator writes the config's SLA into `endpoint_sla_defaults`.
+#[sqlx::test(migrations = "../../migrations")]
+async fn endpoint_sla_follows_the_sla_table(pool: PgPool) {
+    let broker = DevBroker::start(1, 1, &Topics::default()).expect("broker");
+    let k = kafka(&broker);
+    let request = |i: i64, endpoint: &'static str| {
+        let pool = pool.clone();
+        async move {
+            // p95 100 ms, p99 300 ms: under the config's p95 500 ms.
+            sqlx::query(
+                "INSERT INTO request_rollups (resolution, window_start, window_end, service, endpoint,
+                    method, count, sum_us, min_us, max_us, p50_us, p90_us, p95_us, p99_us, p999_us,
+                    hist, status_2xx, status_3xx, status_4xx, status_5xx, status_other)
+                 VALUES ('1m', to_timestamp($1), to_timestamp($2), 'billing', $3, 'GET', 100,
+                    5000000, 1000, 300000, 40000, 80000, 100000, 300000, 300000, '\\x00'::bytea,
+                    100, 0, 0, 0, 0)",
+            )
+            .bind(ts(T0 + i * MIN_US))
+            .bind(ts(T0 + (i + 1) * MIN_US))
+            .bind(endpoint)
+            .execute(&pool)
+            .await
+            .expect("insert request row");
+        }
+    };
+    for i in 0..3 {
+        request(i, "/pay").await;
+        request(i, "/cart").await;
+    }
+    sqlx::query("INSERT INTO endpoint_slas (service, endpoint, p99_ms, statistic) VALUES ('billing', '/pay', 200, 'p99')")
+        .execute(&pool)
+        .await
+        .expect("sla row");
+    watermark(&pool, T0 + 3 * MIN_US, T0 + 3 * MIN_US).await;
+    let ev = Running::start(&pool, &k);
+    let t = eventually("the endpoint_sla alert", || async {
+        let t = judged(&pool).await;
+        (!t.is_empty()).then_some(t)
+    })
+    .await;
+    assert_eq!(t.len(), 1, "{t:?}");
+    assert_eq!(
+        (t[0].0.as_str(), t[0].1.as_str(), t[0].2.as_str(), t[0].3),
+        ("endpoint_sla", "request|billing|/pay|GET", "firing", 0)
+    );
+    let (threshold, message): (f64, String) =
+        sqlx::query_as("SELECT threshold, message FROM alerts")
+            .fetch_one(&pool)
+            .await
+            .expect("alert");
+    assert_eq!(threshold, 200.0);
+    assert!(message.contains("p99 300.0 ms over 200 ms"), "{message}");
+    let defaults: (String, f64, f64, String) = sqlx::query_as(
+        "SELECT statistic, threshold_ms, slo_target, source FROM endpoint_sla_defaults",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("defaults");
+    assert_eq!(defaults, ("p95".into(), 500.0, 0.99, "config".into()));
+
+    // A row for /cart while running: its next windows are judged on it.
+    sqlx::query("INSERT INTO endpoint_slas (service, endpoint, p99_ms, statistic) VALUES ('billing', '/cart', 50, 'p90')")
+        .execute(&pool)
+        .await
+        .expect("sla row");
+    request(3, "/cart").await;
+    request(3, "/pay").await;
+    watermark(&pool, T0 + 4 * MIN_US, T0 + 4 * MIN_US).await;
+    let t = eventually("the /cart alert", || async {
+        let t = judged(&pool).await;
+        (t.len() == 2).then_some(t)
+    })
+    .await;
+    assert_eq!((t[0].1.as_str(), t[0].3), ("request|billing|/cart|GET", 3));
+    ev.stop().await;
+}

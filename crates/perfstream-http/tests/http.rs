@@ -17,9 +17,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 mod support;
-use support::{
-    get, insert_query, insert_request, start, start_with_collectors, start_with_tasks, this_minute,
-};
+use support::{get, insert_query, insert_request, start, start_with_collectors, this_minute};
 
 #[sqlx::test(migrator = "perfstream_store::MIGRATOR")]
 async fn serve_answers_probes_metrics_and_the_dashboard_then_stops(pool: PgPool) {

@@ -142,6 +142,13 @@ async fn the_service_view_drills_into_endpoints_statements_and_instances(pool: P
         insert_request(&pool, ws, ("other", "/x"), (60, 0), (90_000, 99_000)).await;
         insert_query(&pool, ws, ("shop", "abc123"), 30, 40_000, 7).await;
     }
+    // /cart has an SLA row; /orders gets the default (endpoint_sla_defaults).
+    sqlx::query(
+        "INSERT INTO endpoint_slas (service, endpoint, p99_ms, statistic) VALUES ('shop', '/cart', 250, 'p95')",
+    )
+    .execute(&pool)
+    .await
+    .expect("sla row");
     let (addr, _stop) = start(pool.clone(), Arc::new(PipelineStats::default())).await;
     let reply = get(addr, "/api/view/service?range=15m&service=shop").await;
     assert_eq!(reply.status, 200, "{}", reply.body);
@@ -150,6 +157,31 @@ async fn the_service_view_drills_into_endpoints_statements_and_instances(pool: P
     let endpoints = chart(&answer, "endpoints").as_array().expect("endpoints");
     let names: Vec<_> = endpoints.iter().map(|e| e["name"].clone()).collect();
     assert_eq!(names, ["GET /orders", "GET /cart"], "worst p99 first");
+    // Each endpoint's SLA line; the default one in the thresholds.
+    let sla = |e: &Value| {
+        (
+            e["sla_statistic"].clone(),
+            e["sla_ms"].as_f64(),
+            e["sla_source"].clone(),
+        )
+    };
+    assert_eq!(
+        sla(&endpoints[1]),
+        ("p95".into(), Some(250.0), "endpoint_slas".into())
+    );
+    let default = (
+        answer["thresholds"]["sla_statistic"].clone(),
+        answer["thresholds"]["sla_ms"].as_f64(),
+    );
+    assert_eq!(
+        sla(&endpoints[0]),
+        (default.0.clone(), default.1, "default".into())
+    );
+    assert!(
+        default.1.is_some_and(|t| t > 0.0),
+        "{}",
+        answer["thresholds"]
+    );
     // points: [t, p50, p95, p99, requests/s, 5xx rate]
     let cart = &endpoints[1]["points"][0];
     assert_eq!(cart[3].as_f64(), Some(2.0));

@@ -32,8 +32,12 @@ SELECT COALESCE(array_agg(res ORDER BY res), '{}')
 FROM (SELECT res FROM rq UNION SELECT res FROM qy UNION SELECT res FROM rs) x
 WHERE res IS NOT NULL AND res NOT IN ('1h', '1d')"#;
 
+/// The recommendation settings, and the default endpoint SLA (`endpoint_sla_defaults`, the
+/// alert config's) as `sla_ms` / `sla_statistic`: the dashboard's threshold lines.
 const THRESHOLDS_SQL: &str =
-    "SELECT COALESCE(json_object_agg(name, value), '{}')::text FROM recommendation_settings";
+    "SELECT (COALESCE((SELECT jsonb_object_agg(name, value) FROM recommendation_settings), '{}')
+    || COALESCE((SELECT jsonb_build_object('sla_ms', threshold_ms, 'sla_statistic', statistic)
+                 FROM endpoint_sla_defaults), '{}'))::text";
 
 const META_SQL: &str = r#"SELECT json_build_object(
   'now_ms', (extract(epoch FROM now()) * 1000)::bigint,

@@ -29,10 +29,13 @@ top AS (
 SELECT COALESCE(json_agg(json_build_object(
          'name', t.method || ' ' || t.endpoint, 'endpoint', t.endpoint, 'method', t.method,
          'worst_p99_ms', t.worst_p99_ms, 'requests', t.requests,
+         'sla_statistic', sla.statistic, 'sla_ms', sla.threshold_ms, 'sla_source', sla.source,
          'points', (SELECT json_agg(json_build_array(extract(epoch FROM b.t), b.p50_ms, b.p95_ms, b.p99_ms, b.rps, b.error_rate) ORDER BY b.t)
                     FROM b WHERE b.endpoint = t.endpoint AND b.method = t.method))
        ORDER BY t.worst_p99_ms DESC, t.endpoint, t.method), '[]')::text
-FROM top t"#,
+FROM top t
+-- The endpoint's SLA (endpoint_slas, else the config's default): the line on its latency chart.
+LEFT JOIN LATERAL perfstream_endpoint_sla($5, t.endpoint) sla ON true"#,
     },
     Chart {
         id: "queries",
