@@ -78,8 +78,14 @@ async fn requests_and_sqlx_queries_are_recorded_with_templates_and_one_fingerpri
     let app = Router::new()
         .route("/campaigns/{id}", get(|| async { "campaign" }))
         .layer(RequestLayer::new(emitter.clone(), "campaign-api", "pod-0"));
+    // Issue 14: /campaigns/1 carries a W3C traceparent, whose trace id the event keeps.
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
     for path in ["/campaigns/1", "/campaigns/2", "/campaigns/3", "/nowhere"] {
-        let req = Request::get(path).body(axum::body::Body::empty()).unwrap();
+        let mut req = Request::get(path);
+        if path == "/campaigns/1" {
+            req = req.header("traceparent", format!("00-{TRACE}-00f067aa0ba902b7-01"));
+        }
+        let req = req.body(axum::body::Body::empty()).unwrap();
         let res = app.clone().oneshot(req).await.unwrap();
         let want = if path == "/nowhere" {
             StatusCode::NOT_FOUND
@@ -100,7 +106,12 @@ async fn requests_and_sqlx_queries_are_recorded_with_templates_and_one_fingerpri
     }
     let sql = "WITH t(v) AS (VALUES (1), (2), (3)) SELECT v FROM t WHERE v IN (1, 2)";
     queries
-        .time_for(Some("tenant-9"), sql, sqlx::query(sql).execute(&pool))
+        .time_traced(
+            Some("tenant-9"),
+            Some(TRACE),
+            sql,
+            sqlx::query(sql).execute(&pool),
+        )
         .await
         .expect("query runs");
 
@@ -123,6 +134,19 @@ async fn requests_and_sqlx_queries_are_recorded_with_templates_and_one_fingerpri
         })
         .collect();
     requests.sort();
+    let traced: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Request(r) => r.trace_id.as_deref(),
+            Event::Query(q) => q.trace_id.as_deref(),
+            Event::Resource(_) => None,
+        })
+        .collect();
+    assert_eq!(
+        traced,
+        [TRACE, TRACE],
+        "one request and one query carry the trace id"
+    );
     let route = ("/campaigns/{id}".to_string(), "GET".to_string(), 200);
     let unmatched = (UNMATCHED.to_string(), "GET".to_string(), 404);
     assert_eq!(

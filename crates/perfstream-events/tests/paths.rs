@@ -136,7 +136,7 @@ fn version_2_bytes_read_with_the_version_1_schema() {
     let mut v1 = Vec::new();
     encode_query_v1(&mut v1, &q);
     let read = |writer, reader, body: &[u8]| {
-        let mut r = apache_avro::reader::datum::GenericDatumReader::builder(writer)
+        let r = apache_avro::reader::datum::GenericDatumReader::builder(writer)
             .reader_schema(reader)
             .build()
             .expect("reader");

@@ -52,7 +52,7 @@ fn of_kind<'a>(
 
 /// Every row through the report API, with its numbers.
 async fn report(pool: &PgPool) -> Vec<perfstream_store::Recommendation> {
-    perfstream_store::recommendations(&Store::from_pool(pool.clone()), T0, None)
+    perfstream_store::recommendations(&Store::from_pool(pool.clone()), T0, None, None)
         .await
         .unwrap()
 }
@@ -624,7 +624,7 @@ async fn a_missing_setting_fails_even_without_data(pool: PgPool) {
         .execute(&pool)
         .await
         .unwrap();
-    let err = perfstream_store::recommendations(&Store::from_pool(pool.clone()), T0, None)
+    let err = perfstream_store::recommendations(&Store::from_pool(pool.clone()), T0, None, None)
         .await
         .expect_err("a missing setting fails loudly");
     assert!(format!("{err:?}").contains("trend_min_r2"), "{err:?}");
