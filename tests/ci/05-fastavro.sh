@@ -8,3 +8,5 @@ set -euo pipefail
 : "${PY:?}"
 TARGET=${CARGO_TARGET_DIR:-target}
 "$PY" tests/python/fastavro_roundtrip.py --fixtures-bin "$TARGET/debug/examples/fixtures"
+# The Python client's trace ids (traceparent, middlewares, version choice), no broker needed.
+"$PY" clients/python/tests/test_trace.py
