@@ -35,7 +35,8 @@
 //! - `rule.rs`: [`RuleId`], each rule's defaults, [`RuleSet`] (overrides per key).
 //! - `rows.rs`: the inputs ([`WindowRows`]). `observe.rs`: each rule's judgement of one row.
 //! - `lifecycle.rs`: the pending -> firing -> resolved machine, alert ids.
-//! - `engine.rs`: [`Engine`], history and phases per key. `message.rs`: human messages.
+//! - `engine.rs`: [`Engine`], history and phases per key; `engine/replay.rs`: the journal of
+//!   judged windows and [`Engine::rewind`] for late corrections. `message.rs`: human messages.
 //! - `sla.rs`: [`Sla`], an endpoint's objective from the `endpoint_slas` table.
 //! - `stats.rs`: least-squares fit, Kendall tau, median.
 //!

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use crate::rule::{Rule, RuleId};
+use crate::rule::{Rule, RuleId, RuleSet};
 use crate::settings::Statistic;
 
 /// One endpoint's objective: `statistic` of its response time at or under `threshold_ms` per
@@ -81,5 +81,44 @@ impl Statistic {
         ]
         .into_iter()
         .find(|x| x.as_str() == s)
+    }
+}
+
+/// The rules with the endpoint SLAs applied: what every judgement asks for its rule.
+pub(crate) struct Ctx<'a> {
+    pub(crate) rules: &'a RuleSet,
+    pub(crate) slas: &'a SlaTable,
+}
+
+impl Ctx<'_> {
+    /// The rule of `id` for a key: config defaults, `[alerts.rules]`, overrides, then, for
+    /// `endpoint_sla` and `latency_burn`, the endpoint's row of `endpoint_slas`.
+    pub(crate) fn for_key(
+        &self,
+        id: RuleId,
+        fields: &[(&str, &str)],
+    ) -> std::borrow::Cow<'_, Rule> {
+        let mut rule = self.rules.for_key(id, fields);
+        if matches!(id, RuleId::EndpointSla | RuleId::LatencyBurn)
+            && let Some(sla) = self.sla(fields)
+        {
+            sla.apply(rule.to_mut());
+        }
+        rule
+    }
+
+    fn sla(&self, fields: &[(&str, &str)]) -> Option<&Sla> {
+        if self.slas.is_empty() {
+            return None;
+        }
+        let get = |k: &str| fields.iter().find(|(f, _)| *f == k).map(|(_, v)| *v);
+        let (service, endpoint) = (get("service")?, get("endpoint")?);
+        self.slas.get(&(service.to_string(), endpoint.to_string()))
+    }
+
+    /// The endpoint's SLA threshold, µs: its `endpoint_slas` row, else the `endpoint_sla`
+    /// rule's threshold for the key (config and overrides).
+    pub(crate) fn sla_threshold_us(&self, fields: &[(&str, &str)]) -> i64 {
+        (self.for_key(RuleId::EndpointSla, fields).threshold * 1000.0).round() as i64
     }
 }

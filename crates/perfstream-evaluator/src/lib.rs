@@ -15,8 +15,13 @@
 //! - **Trigger**: `LISTEN perfstream_flush` (a statement trigger on `consumer_offsets`, which
 //!   every flush updates, notifies at commit) plus a timer (`alerts.interval`).
 //! - **Completeness**: a window is judged once every partition's `applied_watermark` of the
-//!   group in `consumer_offsets` has passed its end. Later corrections to a judged window do
-//!   not re-judge it.
+//!   group in `consumer_offsets` has passed its end.
+//! - **Late corrections**: triggers record every window a rollup write touched in
+//!   `rollup_changes` (same transaction as the write); a round reads them before any row,
+//!   rewinds the engine to the oldest window it had judged, judges from there again and deletes
+//!   the rows it read in its commit (issue 15, section 5).
+//! - **SLAs**: `endpoint_slas` is read every round; the config's SLA is written to
+//!   `endpoint_sla_defaults` on taking the lead.
 //! - **One leader per group**: a session-level advisory lock (`pg_try_advisory_lock` of
 //!   `perfstream-alerts/<group>`) on a dedicated connection that also carries every write of
 //!   the leader (rollup rows are read on a small read pool, the three kinds in parallel).

@@ -139,7 +139,7 @@ pub fn alertmanager_alert(
 
 /// The webhook body (documented in `docs/alerts.md`): the transition's fields, times in
 /// RFC 3339 and in microseconds, `dedup_id` = `<alert_id>:<state>:<severity>`, and for a resolve its
-/// `resolve_reason` (`cleared`, `no_data`, `rule_disabled`; null when unknown or firing).
+/// `resolve_reason` (`cleared`, `no_data`, `rule_disabled`, `corrected`; null when unknown or firing).
 pub fn webhook_body(e: &AlertEvent, resolve_reason: Option<&str>, dashboard_url: &str) -> Vec<u8> {
     let body = json!({
         "version": 1,
