@@ -434,3 +434,36 @@ pub(crate) async fn baselines(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use perfstream_alerts::over_threshold;
+
+    /// The request histogram as the pipeline stores it (`Latency::hist_bytes`, two significant
+    /// digits) decodes to buckets whose edges make the latency burn's share exact at a bucket
+    /// top and conservative inside a bucket.
+    #[test]
+    fn stored_histograms_decode_to_buckets() {
+        let mut l = perfstream_window::Latency::new(2);
+        for v in [9_000, 10_000, 100_000, 100_300, 250_000, 250_000, 900_000] {
+            l.record(v);
+        }
+        let b = buckets(&l.hist_bytes()).expect("decodes");
+        assert_eq!(b.iter().map(|b| b.count).sum::<i64>(), 7);
+        assert!(b.windows(2).all(|w| w[0].high_us < w[1].low_us), "{b:?}");
+        // 100 000 and 100 300 share the bucket [99 840, 100 351] (1 % wide).
+        let hundred = b
+            .iter()
+            .find(|b| b.low_us <= 100_000 && 100_000 <= b.high_us);
+        assert_eq!(
+            hundred.map(|b| (b.low_us, b.high_us, b.count)),
+            Some((99_840, 100_351, 2))
+        );
+        // At a bucket top: exact; inside a bucket: its requests count as over, inexact.
+        assert_eq!(over_threshold(&b, 100_351), (3, true));
+        assert_eq!(over_threshold(&b, 100_000), (5, false));
+        assert_eq!(over_threshold(&b, 1_000_000), (0, true));
+        assert!(buckets(b"not a histogram").is_err());
+    }
+}
