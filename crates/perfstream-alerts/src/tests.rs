@@ -1326,3 +1326,39 @@ fn rewind_limits() {
     judge_queries(&mut e, 1..5, |_| 500.0, &mut Default::default());
     assert_eq!(e.rewind(2 * MIN), Rewind::TooOld { oldest_us: None });
 }
+
+/// A correction that moves the window an episode fires in: the alert of the old window resolves
+/// (`corrected`) and the one of the corrected window fires, so one alert stays firing.
+#[test]
+fn a_correction_that_moves_the_firing_window_swaps_the_alert() {
+    let mut e = engine();
+    let mut changes = Default::default();
+    let old = |i: i64| if i >= 4 { 1200.0 } else { 500.0 };
+    let got = judge_queries(&mut e, 0..10, old, &mut changes);
+    assert_eq!(got.len(), 1);
+    let old_id = got[0].1.alert_id.clone();
+    assert_eq!(e.rewind(3 * MIN), Rewind::Rewound);
+    let corrected = |i: i64| if i == 3 { 1200.0 } else { old(i) };
+    let got = judge_queries(&mut e, 3..10, corrected, &mut changes);
+    let seen: Vec<(i64, AlertState, Option<ResolveReason>, bool)> = got
+        .iter()
+        .map(|(i, t)| (*i, t.state, t.reason, t.alert_id == old_id))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (3, AlertState::Firing, None, false),
+            (
+                9,
+                AlertState::Resolved,
+                Some(ResolveReason::Corrected),
+                true
+            ),
+        ]
+    );
+    let firing: Vec<_> = e.states();
+    assert_eq!(firing.len(), 1);
+    assert!(
+        matches!(&firing[0].phase, Some(Phase::Firing { alert_id, .. }) if *alert_id == got[0].1.alert_id)
+    );
+}
