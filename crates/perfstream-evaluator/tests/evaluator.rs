@@ -32,10 +32,14 @@ struct Running {
 
 impl Running {
     fn start(pool: &PgPool, kafka: &KafkaSettings) -> Running {
+        Running::start_with(pool, kafka, settings())
+    }
+
+    fn start_with(pool: &PgPool, kafka: &KafkaSettings, settings: AlertSettings) -> Running {
         let (tx, rx) = oneshot::channel::<()>();
         let (pool, kafka) = (pool.clone(), kafka.clone());
         let task = tokio::spawn(async move {
-            run_evaluator(settings(), pool, &kafka, async {
+            run_evaluator(settings, pool, &kafka, async {
                 let _ = rx.await;
             })
             .await
@@ -691,5 +695,69 @@ async fn endpoint_sla_follows_the_sla_table(pool: PgPool) {
     })
     .await;
     assert_eq!((t[0].1.as_str(), t[0].3), ("request|billing|/cart|GET", 3));
+    ev.stop().await;
+}
+
+/// Issue 15, section 4: `latency_burn` reads the stored request histograms (as the pipeline
+/// serializes them) and the endpoint's threshold and objective from `endpoint_slas`. Half of
+/// the requests at 400 ms over a 300 ms threshold with a 99 % objective burn at 50x: the
+/// (shortened) pair fires on the first window; 300 ms is not inside a bucket, so it is exact.
+#[sqlx::test(migrations = "../../migrations")]
+async fn latency_burn_reads_the_stored_histograms(pool: PgPool) {
+    let broker = DevBroker::start(1, 1, &Topics::default()).expect("broker");
+    let k = kafka(&broker);
+    for i in 0..3 {
+        let mut l = perfstream_window::Latency::new(2);
+        for n in 0..100 {
+            l.record(if n % 2 == 0 { 20_000 } else { 400_000 });
+        }
+        sqlx::query(
+            "INSERT INTO request_rollups (resolution, window_start, window_end, service, endpoint,
+                method, count, sum_us, min_us, max_us, p50_us, p90_us, p95_us, p99_us, p999_us,
+                hist, status_2xx, status_3xx, status_4xx, status_5xx, status_other)
+             VALUES ('1m', to_timestamp($1), to_timestamp($2), 'billing', '/pay', 'GET', 100,
+                $3, 20000, 400000, 20000, 400000, 400000, 400000, 400000, $4, 100, 0, 0, 0, 0)",
+        )
+        .bind(ts(T0 + i * MIN_US))
+        .bind(ts(T0 + (i + 1) * MIN_US))
+        .bind(l.sum_us)
+        .bind(l.hist_bytes())
+        .execute(&pool)
+        .await
+        .expect("request row");
+    }
+    // The threshold and objective of the endpoint; its p99 SLA (400 > 300) fires endpoint_sla too.
+    sqlx::query(
+        "INSERT INTO endpoint_slas (service, endpoint, p99_ms, statistic, slo_target)
+         VALUES ('billing', '/pay', 300, 'p99', 0.99)",
+    )
+    .execute(&pool)
+    .await
+    .expect("sla row");
+    watermark(&pool, T0 + 3 * MIN_US, T0 + 3 * MIN_US).await;
+    let mut s = settings();
+    s.rules.latency_burn.enabled = Some(true);
+    s.rules.latency_burn.burn_windows = Some(vec![perfstream_alerts::BurnWindow {
+        long: Duration::from_secs(300),
+        short: Duration::from_secs(60),
+        factor: 14.4,
+    }]);
+    let ev = Running::start_with(&pool, &k, s);
+    let row = eventually("the latency_burn alert", || async {
+        sqlx::query_as::<_, (String, f64, f64, String)>(
+            "SELECT state, observed_value, threshold, message FROM alerts WHERE rule = 'latency_burn'",
+        )
+        .fetch_optional(&pool)
+        .await
+        .expect("alerts")
+    })
+    .await;
+    assert_eq!((row.0.as_str(), row.2), ("firing", 14.4));
+    assert!((row.1 - 50.0).abs() < 1e-9, "burn {}", row.1);
+    assert!(
+        row.3.contains("99 % within 300 ms") && row.3.contains("; exact"),
+        "{}",
+        row.3
+    );
     ev.stop().await;
 }
