@@ -22,7 +22,7 @@ pub enum DecodeError {
     BadMagic { found: u8 },
 
     #[error(
-        "unknown schema id {id}: not one of perfstream's own ids 1..=5, and no configured schema \
+        "unknown schema id {id}: not one of perfstream's own ids 1..=7, and no configured schema \
          registry knows it"
     )]
     UnknownSchema { id: u32 },
