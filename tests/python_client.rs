@@ -27,6 +27,8 @@ const SERVICE: &str = "py-campaign-api";
 const PARTITIONS: i32 = 3;
 const DEADLINE: Duration = Duration::from_secs(180);
 
+const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -199,15 +201,18 @@ async fn python_service_traffic_is_counted_exactly_and_spellings_are_one_series(
         null,
         "insert into events (a,b) values ($1,$2)"
     ]));
-    // The seed's call with a hash of its own: sent as given.
+    // The seed's call with a hash of its own: sent as given. The slowest carries a trace id
+    // (issue 14: schema version 2), which its sample keeps.
     for ms in seed_ms {
+        let trace = (ms == 10.0).then_some(TRACE);
         queries.push(json!([
             "seed-hash-0001",
             "update",
             ms,
             3,
             "campaign-2",
-            null
+            null,
+            trace
         ]));
     }
     let us = |ms: &[f64]| {
@@ -325,6 +330,24 @@ async fn python_service_traffic_is_counted_exactly_and_spellings_are_one_series(
         text.as_deref(),
         Some("select * from campaigns where id = ?"),
         "no literal reaches the catalog"
+    );
+    // Every window keeps up to 5 samples per statement, so each seed call is one; only the
+    // traced one has a trace id.
+    let traces: Vec<(i64, Option<String>)> = sqlx::query_as(
+        "SELECT execution_time_us, trace_id FROM query_samples \
+         WHERE query_hash = 'seed-hash-0001' ORDER BY execution_time_us",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        traces,
+        [
+            (1, None),
+            (2_500, None),
+            (2_500, None),
+            (10_000, Some(TRACE.to_string()))
+        ]
     );
     let dlq: i64 = end_offsets(&bootstrap, &["perf.dlq"], PARTITIONS)
         .values()

@@ -6,7 +6,7 @@ counters. The test, not this script, knows what the rollups must hold.
 
 Plan (JSON): {"service", "instance", "asgi": [[method, path], ...], "wsgi": [[method, path],
 ...], "queries": [[query_hash or null, query_type or null, execution_time_ms, rows,
-campaign_id or null, query_text or null], ...], "resources": [memory_used_bytes, ...],
+campaign_id or null, query_text or null(, trace_id)], ...], "resources": [memory_used_bytes, ...],
 "queue_size", "producer_config", "flush_timeout"}.
 
 ASGI routes (templates in scope["route"], as Starlette/FastAPI do): GET /campaigns/{id} 200,
@@ -111,8 +111,10 @@ async def run(plan, emitter):
             status = call_wsgi(wsgi, *step)
             statuses[f"{step[0]} {step[1]}"] = status
         else:
-            query_hash, query_type, ms, rows, campaign, text = step
-            emitter.record_query_performance(query_hash, query_type, ms, rows, campaign, query_text=text)
+            query_hash, query_type, ms, rows, campaign, text, *trace = step
+            emitter.record_query_performance(
+                query_hash, query_type, ms, rows, campaign, query_text=text, trace_id=(trace or [None])[0]
+            )
         slowest = max(slowest, time.monotonic() - t0)
         calls += 1
     for memory in plan["resources"]:
