@@ -253,7 +253,7 @@ enum Inflight {
     /// The write reached the store when the flush began.
     Written(WriteResult),
     /// The write reaches the store when the flush ends.
-    Deferred(FlushPlan),
+    Deferred(Box<FlushPlan>),
 }
 
 struct Worker {
@@ -377,7 +377,7 @@ impl World {
         w.inflight = Some(if write_now {
             Inflight::Written(self.store.write(&w.owner, plan))
         } else {
-            Inflight::Deferred(plan.clone())
+            Inflight::Deferred(Box::new(plan.clone()))
         });
     }
 

@@ -54,7 +54,7 @@ enum Command {
         bootstrap_file: Option<PathBuf>,
     },
     /// Load generator: produce realistic events with episodes, optionally writing the truth.
-    Emit(perfstream_emit::GenerateArgs),
+    Emit(Box<perfstream_emit::GenerateArgs>),
     /// Slow queries (percentiles merged from the stored histograms, exact over the whole
     /// range), the optimisation recommendations and Apdex per endpoint, as tables, over the
     /// windows starting in [--from, --to).
@@ -157,7 +157,9 @@ async fn dispatch(cmd: Command, cfg: Config) -> Result<()> {
             Ok(())
         }
         Command::Emit(args) => {
-            let summary = perfstream_emit::run(args).await.context("load generator")?;
+            let summary = perfstream_emit::run(*args)
+                .await
+                .context("load generator")?;
             println!("{summary}");
             Ok(())
         }
