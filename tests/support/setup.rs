@@ -246,6 +246,66 @@ impl Setup {
 
     /// Waits until every partition's progress reached its end offset and the stored rollups of
     /// every closed window equal the truth exactly (read in one snapshot), then returns.
+    /// Samples behind every rollup (issue 14), after any number of replays: each base query and
+    /// request row has its exact max as a sample (none lost), no event is more than one sample
+    /// (none duplicated), and every slow query `get_slow_queries` reports has a sample at or
+    /// above its p99.
+    pub async fn assert_samples(&self) {
+        use sqlx::Row;
+        let pool = &self.db.pool;
+        let scalar = |sql: &'static str| async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(pool)
+                .await
+                .unwrap()
+        };
+        let missing = scalar(
+            "SELECT count(*) FROM query_rollups r WHERE r.resolution = '2s' AND NOT EXISTS ( \
+             SELECT 1 FROM query_samples x WHERE (x.resolution, x.window_start, x.service, \
+             x.query_hash, x.query_type, x.tenant_id) = (r.resolution, r.window_start, r.service, \
+             r.query_hash, r.query_type, r.tenant_id) AND x.execution_time_us = r.max_us)",
+        )
+        .await;
+        assert_eq!(
+            missing, 0,
+            "query rows without their slowest execution as a sample"
+        );
+        let missing = scalar(
+            "SELECT count(*) FROM request_rollups r WHERE r.resolution = '2s' AND NOT EXISTS ( \
+             SELECT 1 FROM request_samples x WHERE (x.resolution, x.window_start, x.service, \
+             x.endpoint, x.method) = (r.resolution, r.window_start, r.service, r.endpoint, \
+             r.method) AND x.response_time_us = r.max_us)",
+        )
+        .await;
+        assert_eq!(
+            missing, 0,
+            "request rows without their slowest request as a sample"
+        );
+        // An event is one sample at most: a replay writes its samples again under the same
+        // source (a conflict, nothing written), never a second copy.
+        let twice = scalar(
+            "SELECT count(*) FROM (SELECT 1 FROM query_samples WHERE resolution = '2s' \
+             GROUP BY source_topic, source_partition, source_offset HAVING count(*) > 1 \
+             UNION ALL SELECT 1 FROM request_samples WHERE resolution = '2s' \
+             GROUP BY source_topic, source_partition, source_offset HAVING count(*) > 1) d",
+        )
+        .await;
+        assert_eq!(twice, 0, "events stored as more than one sample");
+        let slow =
+            sqlx::query("SELECT worst_p99_ms, sample_ms FROM get_slow_queries(to_timestamp(0), 0)")
+                .fetch_all(pool)
+                .await
+                .unwrap();
+        assert!(!slow.is_empty());
+        for r in &slow {
+            let (p99, sample): (f64, Option<f64>) = (r.get(0), r.get(1));
+            assert!(
+                sample.is_some_and(|x| x >= p99),
+                "p99 {p99} ms, slowest sample {sample:?}"
+            );
+        }
+    }
+
     pub async fn assert_exact(&mut self, workers: &mut [Worker]) {
         self.truth().await;
         let truth = self.truth.as_ref().expect("truth");
