@@ -47,6 +47,8 @@ pub use args::{GenerateArgs, parse_duration, parse_start_time};
 pub use emitter::{Counters, Emitter, EmitterConfig};
 pub use error::EmitError;
 pub use generate::{Class, Generator, MalformedKind, Record, episodes, generate};
-pub use run::{ProduceOptions, Report, Summary, produce, produce_blocking, run, write_truth};
+pub use run::{
+    ProduceOptions, Report, Summary, produce, produce_blocking, run, run_until, write_truth,
+};
 pub use scenario::{Episode, EpisodeKind, Scenario, TopicKind, Topics};
 pub use truth::{Truth, TruthBuilder, truth_of};

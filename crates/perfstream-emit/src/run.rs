@@ -4,7 +4,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientContext;
@@ -35,6 +36,9 @@ pub struct ProduceOptions {
     pub flush_timeout: Duration,
     /// librdkafka properties, applied after the defaults (so they can override them).
     pub producer_properties: BTreeMap<String, String>,
+    /// Set to stop early: no message is sent after it is seen (checked before each send and
+    /// while paced); those sent are still flushed and counted.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 impl ProduceOptions {
@@ -47,7 +51,14 @@ impl ProduceOptions {
             progress_interval: Duration::from_secs(5),
             flush_timeout: Duration::from_secs(60),
             producer_properties: BTreeMap::new(),
+            stop: None,
         }
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop
+            .as_ref()
+            .is_some_and(|s| s.load(Ordering::Relaxed))
     }
 }
 
@@ -123,6 +134,15 @@ pub struct Report {
 
 /// Runs `perfstream emit`: generates, sends, writes the truth file, returns the summary.
 pub async fn run(args: GenerateArgs) -> Result<Summary, EmitError> {
+    run_until(args, None).await
+}
+
+/// [`run`], stopping early once `stop` is set (what was sent is flushed and counted; the truth
+/// covers exactly the acknowledged messages, as always).
+pub async fn run_until(
+    args: GenerateArgs,
+    stop: Option<Arc<AtomicBool>>,
+) -> Result<Summary, EmitError> {
     let scenario = args.scenario(chrono::Utc::now().timestamp_micros())?;
     let opts = ProduceOptions {
         bootstrap: args.bootstrap.clone(),
@@ -131,6 +151,7 @@ pub async fn run(args: GenerateArgs) -> Result<Summary, EmitError> {
         progress_interval: args.progress_interval,
         flush_timeout: args.flush_timeout,
         producer_properties: args.producer_properties(),
+        stop,
     };
     let report = produce(scenario, opts).await?;
     let mut summary = report.summary;
@@ -303,16 +324,22 @@ pub fn produce_blocking(scenario: &Scenario, opts: &ProduceOptions) -> Result<Re
     let mut attempted = 0u64;
     let mut next_progress = opts.progress_interval;
     for rec in generate(scenario) {
+        if opts.stopped() {
+            break;
+        }
         if opts.paced {
             let due = Duration::from_micros((rec.sched_us - scenario.start_us).max(0) as u64);
             loop {
                 let now = started.elapsed();
-                if now >= due {
+                if now >= due || opts.stopped() {
                     break;
                 }
                 lp.producer.poll((due - now).min(Duration::from_millis(20)));
                 lp.drain();
             }
+        }
+        if opts.stopped() {
+            break;
         }
         lp.send(rec)?;
         attempted += 1;

@@ -129,3 +129,51 @@ async fn run_writes_the_truth_file() {
     assert!(summary.elapsed >= Duration::from_millis(900));
     assert!(summary.to_string().contains("acknowledged"));
 }
+
+/// A paced run of a day stops at the stop flag: what was sent is flushed and counted, nothing
+/// after it is sent (`perfstream demo` stops its generator this way).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paced_run_stops_at_the_flag_and_counts_what_it_sent() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let cluster = cluster();
+    let bootstrap = cluster.bootstrap_servers();
+    let mut s = Scenario::small(12);
+    s.count = 1_000_000;
+    s.rate = 20.0;
+    s.malformed = 0.0;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut opts = ProduceOptions::new(&bootstrap);
+    opts.paced = true;
+    opts.stop = Some(stop.clone());
+    let run = tokio::spawn(produce(s, opts));
+    // Wait (bounded) until the run has sent something, then stop it mid-pacing.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let sent = || {
+        ["perf.query", "perf.request", "perf.resource"]
+            .iter()
+            .map(|t| messages_in(&bootstrap, t))
+            .sum::<i64>()
+    };
+    while sent() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing sent within 60 s"
+        );
+        tokio::task::yield_now().await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let report = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the run stops within 60 s of the flag")
+        .expect("task")
+        .expect("run succeeds");
+    let sum = &report.summary;
+    assert!(sum.attempted >= 1 && sum.attempted < 1_000_000, "{sum:?}");
+    assert_eq!(sum.acknowledged, sum.attempted, "{sum:?}");
+    assert_eq!(
+        sent(),
+        sum.acknowledged as i64,
+        "the broker holds what was counted"
+    );
+}

@@ -103,7 +103,8 @@ pub async fn run(args: DemoArgs, mut cfg: Config) -> Result<()> {
         "24h".into(),
     ])
     .context("generator arguments")?;
-    let generator = tokio::spawn(perfstream_emit::run(gen_args));
+    let gen_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let generator = tokio::spawn(perfstream_emit::run_until(gen_args, Some(gen_stop.clone())));
     let pipeline = tokio::spawn(perfstream_kafka::run_pipeline(
         cfg.kafka.clone(),
         cfg.pipeline.clone(),
@@ -189,7 +190,12 @@ pub async fn run(args: DemoArgs, mut cfg: Config) -> Result<()> {
     }
     println!("Stopping: flushing closed windows.");
     let _ = stop_tx.send(true);
-    generator.abort();
+    // The generator's sending thread cannot be aborted: it stops at its next message and
+    // flushes what it sent while the broker is still up.
+    gen_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Err(e) = generator.await.context("generator task")? {
+        eprintln!("generator: {e:#}");
+    }
     let result = pipeline.await.context("pipeline task")?;
     if let Some(h) = http
         && let Err(e) = h.await.context("http task")?
