@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Throughput side by side, in one run on one machine (issue 13):
 #   bash scripts/bench-throughput.sh [--events N] [--partitions P] [--seed S] [--fresh-rate R]
-#                                    [--smoke] [--no-append]
+#                                    [--fresh-seconds S] [--fresh-only] [--smoke] [--no-append]
 #
 # 1. starts `perfstream dev-broker` (P partitions per topic) and a throwaway Postgres (or uses
 #    DATABASE_URL when set: a database per stage is created in it and dropped at the end);
@@ -29,7 +29,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 COMMAND="bash scripts/bench-throughput.sh${*:+ $*}"
-EVENTS=1000000 PARTS=12 SEED=1 SMOKE=0 APPEND=1
+EVENTS=1000000 PARTS=12 SEED=1 SMOKE=0 APPEND=1 FRESH_ONLY=0
 FRESH_S=30 FRESH_RATE=20000
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -37,9 +37,11 @@ while [ $# -gt 0 ]; do
     --partitions) PARTS=$2; shift 2 ;;
     --seed) SEED=$2; shift 2 ;;
     --fresh-rate) FRESH_RATE=$2; shift 2 ;;
+    --fresh-seconds) FRESH_S=$2; shift 2 ;;
+    --fresh-only) FRESH_ONLY=1; APPEND=0; shift ;;
     --smoke) SMOKE=1; APPEND=0; shift ;;
     --no-append) APPEND=0; shift ;;
-    *) echo "usage: $0 [--events N] [--partitions P] [--seed S] [--fresh-rate R] [--smoke] [--no-append]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--events N] [--partitions P] [--seed S] [--fresh-rate R] [--fresh-seconds S] [--fresh-only] [--smoke] [--no-append]" >&2; exit 2 ;;
   esac
 done
 [ "$SMOKE" = 1 ] && { [ "$EVENTS" = 1000000 ] && EVENTS=20000; FRESH_S=10; FRESH_RATE=1000; }
@@ -109,6 +111,21 @@ PIDS+=($!)
 wait_for 30 "the dev broker" test -s "$WORK/bs"
 BS=$(cat "$WORK/bs")
 
+run_perfstream() { # run_perfstream URL LOG [extra env...]: starts `perfstream run` under time -v
+  local url=$1 out=$2; shift 2
+  env RUST_LOG=warn PERFSTREAM_KAFKA__BOOTSTRAP_SERVERS="$BS" PERFSTREAM_POSTGRES__URL="$url" \
+    PERFSTREAM_PIPELINE__FLUSH_INTERVAL_MS=100 PERFSTREAM_WINDOW__IDLE_TIMEOUT=500ms \
+    PERFSTREAM_ALERTS__ENABLED=false PERFSTREAM_HTTP__ENABLED=false "$@" \
+    /usr/bin/time -v "$BIN" run >"$out.log" 2>"$out.time" &
+  RUN_PID=$!
+  PIDS+=("$RUN_PID")
+}
+stop_perfstream() { # SIGTERM to `perfstream run` (the child of time), then wait for both
+  pkill -TERM -P "$RUN_PID" || true
+  wait "$RUN_PID" || fail "perfstream run exited non-zero (see below)"
+}
+
+if [ "$FRESH_ONLY" = 0 ]; then
 # Event times span 10 minutes (10 windows) whatever N, ending 40 minutes ago.
 log "emit $EVENTS events (seed $SEED, unpaced)"
 START_US=$(( ($(date +%s) - 3000) * 1000000 ))
@@ -127,19 +144,6 @@ log "raw: counting consumer ($TOTAL messages)"
 
 log "perfstream run ($PROFILE)"
 PS_URL=$(new_db perfstream)
-run_perfstream() { # run_perfstream URL LOG [extra env...]: starts `perfstream run` under time -v
-  local url=$1 out=$2; shift 2
-  env RUST_LOG=warn PERFSTREAM_KAFKA__BOOTSTRAP_SERVERS="$BS" PERFSTREAM_POSTGRES__URL="$url" \
-    PERFSTREAM_PIPELINE__FLUSH_INTERVAL_MS=100 PERFSTREAM_WINDOW__IDLE_TIMEOUT=500ms \
-    PERFSTREAM_ALERTS__ENABLED=false PERFSTREAM_HTTP__ENABLED=false "$@" \
-    /usr/bin/time -v "$BIN" run >"$out.log" 2>"$out.time" &
-  RUN_PID=$!
-  PIDS+=("$RUN_PID")
-}
-stop_perfstream() { # SIGTERM to `perfstream run` (the child of time), then wait for both
-  pkill -TERM -P "$RUN_PID" || true
-  wait "$RUN_PID" || fail "perfstream run exited non-zero (see below)"
-}
 run_perfstream "$PS_URL" "$WORK/perfstream"
 "$PY" bench/python/watch.py progress --database-url "$PS_URL" --total "$TOTAL" --timeout-s 1800 \
   --watermark-us "$CLOSED_US" \
@@ -155,6 +159,8 @@ log "compare: baseline rollups = perfstream rollups"
 (cd bench/python && "$PY" compare.py --database-url "$PS_URL" --schema baseline --closed-us "$CLOSED_US") >"$WORK/compare.json" \
   || { cat "$WORK/compare.json"; fail "the baseline's rollups differ from perfstream's"; }
 
+fi
+
 log "freshness: live for ${FRESH_S}s at $FRESH_RATE events/s, 1 s windows"
 FR_URL=$(new_db fresh)
 FR_TOPICS=(--topic-query live.query --topic-request live.request --topic-resource live.resource)
@@ -164,7 +170,7 @@ FR_ENV=(PERFSTREAM_KAFKA__TOPICS__QUERY=live.query PERFSTREAM_KAFKA__TOPICS__REQ
 # group meanwhile. Windows that closed before it claimed its partitions (+ 1 s to catch up) are
 # left out of the figures (watch.py records the claim).
 run_perfstream "$FR_URL" "$WORK/fresh" "${FR_ENV[@]}" PERFSTREAM_KAFKA__GROUP_ID=live \
-  PERFSTREAM_WINDOW__WINDOW=1s PERFSTREAM_WINDOW__ALLOWED_LATENESS=100ms
+  PERFSTREAM_WINDOW__WINDOW=1s PERFSTREAM_WINDOW__ALLOWED_LATENESS=100ms ${BENCH_FRESH_ENV:-}
 "$PY" bench/python/watch.py freshness --database-url "$FR_URL" --duration-s $((FRESH_S + 60)) \
   >"$WORK/fresh.json" &
 WATCH_PID=$!
@@ -184,6 +190,7 @@ stop_perfstream
 log "report"
 REPORT_ARGS=(--work "$WORK" --events "$EVENTS" --partitions "$PARTS" --seed "$SEED" --profile "$PROFILE"
   --bin "$BIN" --fresh-rate "$FRESH_RATE" --fresh-seconds "$FRESH_S")
+[ "$FRESH_ONLY" = 1 ] && REPORT_ARGS+=(--fresh-only)
 "$PY" bench/python/report.py "${REPORT_ARGS[@]}" --command "$COMMAND" >"$WORK/report.md" \
   || fail "report"
 cat "$WORK/report.md"

@@ -61,26 +61,8 @@ def versions(bin_path):
     }
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    for a in ("--work", "--profile", "--bin", "--command"):
-        ap.add_argument(a, required=True)
-    for a in ("--events", "--partitions", "--seed", "--fresh-rate", "--fresh-seconds"):
-        ap.add_argument(a, type=int, required=True)
-    ap.add_argument("--fresh-window-us", type=int, default=1_000_000)
-    ap.add_argument("--fresh-lateness-us", type=int, default=100_000)
-    a = ap.parse_args()
-    w = lambda name: os.path.join(a.work, name)  # noqa: E731
-    load = lambda name: json.load(open(w(name)))  # noqa: E731
-
-    stages = {}
-    for name in ("raw", "perfstream", "baseline"):
-        r = load(f"{name}.json")
-        rss, cpu = time_v(w(f"{name}.time"))
-        stages[name] = {"messages": r["messages"], "seconds": r["seconds"], "rss": rss, "cpu": cpu}
-        stages[name]["rate"] = r["messages"] / r["seconds"]
-    cmp = load("compare.json")
-
+def freshness_line(a, load):
+    """The freshness figures of the live phase (fresh.json), one Markdown bullet."""
     fresh = load("fresh.json")
     first_seen = {int(k): v for k, v in fresh["first_seen_us"].items()}
     rows = {int(k): v for k, v in fresh["rows"].items()}
@@ -90,6 +72,41 @@ def main():
     live = [ws for ws in sorted(first_seen) if fresh["claimed_us"] and close(ws) >= fresh["claimed_us"] + 1_000_000]
     lags_ms = [(first_seen[ws] - close(ws)) / 1000 for ws in live]
     series = sorted(rows[ws] for ws in live)
+    if lags_ms:
+        return (
+            f"- Freshness (live, {a.fresh_rate:,} events/s paced for {a.fresh_seconds} s, 1 s windows, 100 ms"
+            f" lateness, `flush_interval_ms = 100`): window close to rows visible p50 **{nearest_rank(lags_ms, 0.5):.0f} ms**,"
+            f" p99 **{nearest_rank(lags_ms, 0.99):.0f} ms**, max {max(lags_ms):.0f} ms over {len(lags_ms)} windows"
+            f" [target p99 < 100 ms at 10 k live series]; series per window (rows) median {nearest_rank(series, 0.5):,},"
+            f" max {max(series):,}."
+        )
+    return "- Freshness: no window was written during the live phase."
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    for a in ("--work", "--profile", "--bin", "--command"):
+        ap.add_argument(a, required=True)
+    for a in ("--events", "--partitions", "--seed", "--fresh-rate", "--fresh-seconds"):
+        ap.add_argument(a, type=int, required=True)
+    ap.add_argument("--fresh-window-us", type=int, default=1_000_000)
+    ap.add_argument("--fresh-lateness-us", type=int, default=100_000)
+    ap.add_argument("--fresh-only", action="store_true", help="only the freshness phase ran")
+    a = ap.parse_args()
+    w = lambda name: os.path.join(a.work, name)  # noqa: E731
+    load = lambda name: json.load(open(w(name)))  # noqa: E731
+    if a.fresh_only:
+        print(freshness_line(a, load))
+        return 0
+
+    stages = {}
+    for name in ("raw", "perfstream", "baseline"):
+        r = load(f"{name}.json")
+        rss, cpu = time_v(w(f"{name}.time"))
+        stages[name] = {"messages": r["messages"], "seconds": r["seconds"], "rss": rss, "cpu": cpu}
+        stages[name]["rate"] = r["messages"] / r["seconds"]
+    cmp = load("compare.json")
+
     meminfo = open("/proc/meminfo").read()
     mem_gib = int(re.search(r"MemTotal:\s+(\d+)", meminfo).group(1)) / 1024 / 1024
     cpu_model = re.search(r"model name\s*:\s*(.*)", open("/proc/cpuinfo").read())
@@ -141,16 +158,7 @@ def main():
         + f"{cmp['query']['percentiles_equal'] + cmp['request']['percentiles_equal']:,} of "
         + f"{cmp['query']['percentiles'] + cmp['request']['percentiles']:,}, the rest within the HDR precision."
     )
-    if lags_ms:
-        out.append(
-            f"- Freshness (live, {a.fresh_rate:,} events/s paced for {a.fresh_seconds} s, 1 s windows, 100 ms"
-            f" lateness, `flush_interval_ms = 100`): window close to rows visible p50 **{nearest_rank(lags_ms, 0.5):.0f} ms**,"
-            f" p99 **{nearest_rank(lags_ms, 0.99):.0f} ms**, max {max(lags_ms):.0f} ms over {len(lags_ms)} windows"
-            f" [target p99 < 100 ms at 10 k live series]; series per window (rows) median {nearest_rank(series, 0.5):,},"
-            f" max {max(series):,}."
-        )
-    else:
-        out.append("- Freshness: no window was written during the live phase.")
+    out.append(freshness_line(a, load))
     out.append("- Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".")
     print("\n".join(out))
     return 0

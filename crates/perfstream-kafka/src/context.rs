@@ -152,6 +152,11 @@ impl Inner {
         self.lock().fatal.take()
     }
 
+    /// True when a window can close now: the poll loop flushes without waiting for its tick.
+    pub(crate) fn close_due(&self) -> bool {
+        self.lock().core.close_due(crate::pipeline::now_us())
+    }
+
     /// True while routed envelopes wait for room in the producer's queue: stop fetching.
     pub(crate) fn routing_congested(&self) -> bool {
         self.lock().router.congested()

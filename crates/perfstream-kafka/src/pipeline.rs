@@ -181,9 +181,20 @@ fn poll_loop(
         };
         let failure = match failure {
             Some(e) => Some(e),
-            None if Instant::now() >= next_flush && !ctx.flush_in_flight() => {
-                next_flush = Instant::now() + flush_every;
-                ctx.begin_flush("interval").err()
+            // On the tick, or as soon as a window can close (freshness); while paused (a
+            // failed flush waiting out its backoff, routing congested) only on the tick.
+            None if !ctx.flush_in_flight() => {
+                let reason = if Instant::now() >= next_flush {
+                    Some("interval")
+                } else if !paused && ctx.close_due() {
+                    Some("window closed")
+                } else {
+                    None
+                };
+                reason.and_then(|reason| {
+                    next_flush = Instant::now() + flush_every;
+                    ctx.begin_flush(reason).err()
+                })
             }
             None => None,
         };

@@ -175,6 +175,12 @@ impl Core {
         self.pending.is_some()
     }
 
+    /// Whether a flush at `now_us` would close a window that no pending plan holds: the cue to
+    /// flush now instead of on the next tick (a pending plan is retried on its own schedule).
+    pub fn close_due(&self, now_us: i64) -> bool {
+        self.pending.is_none() && self.engine.close_due(now_us)
+    }
+
     /// Starts a partition from its claim; `start_offset` is where the consumer is positioned
     /// (the claim's resume offset, or the log start when the adapter had to move it there).
     /// Replaces any state the partition had.

@@ -335,6 +335,32 @@ impl Engine {
             .values_mut()
             .map(|p| p.mark(now_us, lateness, idle))
             .collect();
+        self.watermark_us = self.watermark_from(marks, now_us);
+        self.watermark_us
+    }
+
+    /// Whether [`Self::advance`] at `now_us` followed by [`Self::flush`] would close a window:
+    /// the caller's cue to flush now rather than on its next tick. Changes nothing; costs one
+    /// look per partition.
+    pub fn close_due(&self, now_us: i64) -> bool {
+        let (lateness, idle) = (self.us.allowed_lateness, self.us.idle_timeout);
+        let marks: Vec<_> = self
+            .partitions
+            .values()
+            .map(|p| p.peek_mark(now_us, lateness, idle))
+            .collect();
+        let wm = self.watermark_from(marks, now_us);
+        self.partitions
+            .values()
+            .any(|p| match (p.open.keys().next(), p.closed_through_us(wm)) {
+                (Some(&start), Some(through)) => start.saturating_add(self.us.window) <= through,
+                _ => false,
+            })
+    }
+
+    /// The operator watermark given the partitions' marks at `now_us` (see [`Self::advance`]).
+    fn watermark_from(&self, marks: Vec<watermark::PartitionMark>, now_us: i64) -> Option<i64> {
+        let (lateness, idle) = (self.us.allowed_lateness, self.us.idle_timeout);
         let all_idle = !marks.is_empty() && marks.iter().all(|m| m.idle);
         let mut wm = watermark::combine(self.watermark_us, marks);
         if all_idle
@@ -348,8 +374,7 @@ impl Engine {
             let cap = window_of(latest, self.us.window).1;
             wm = wm.max(Some(clock.min(cap)));
         }
-        self.watermark_us = wm;
-        self.watermark_us
+        wm
     }
 
     /// Takes every window that closed (all partitions merged, each emitted once), every pending

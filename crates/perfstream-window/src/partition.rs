@@ -75,11 +75,18 @@ impl PartitionState {
         self.next_offset.max(self.resume.applied_through_offset)
     }
 
+    /// The partition's mark at `now_us`; the first call after `assign` starts its idle clock.
     pub fn mark(&mut self, now_us: i64, lateness_us: i64, idle_timeout_us: i64) -> PartitionMark {
-        let active_at = match self.last_arrival_us {
-            Some(t) => t,
-            None => *self.assigned_at_us.get_or_insert(now_us),
-        };
+        self.assigned_at_us.get_or_insert(now_us);
+        self.peek_mark(now_us, lateness_us, idle_timeout_us)
+    }
+
+    /// [`Self::mark`] without starting the idle clock.
+    pub fn peek_mark(&self, now_us: i64, lateness_us: i64, idle_timeout_us: i64) -> PartitionMark {
+        let active_at = self
+            .last_arrival_us
+            .or(self.assigned_at_us)
+            .unwrap_or(now_us);
         let from_events = self.max_event_us.map(|t| t.saturating_sub(lateness_us));
         PartitionMark {
             watermark_us: from_events.max(self.resume.applied_watermark_us),

@@ -16,7 +16,7 @@ use perfstream_store::{FlushCommit, FlushWrite, PartitionProgress, StoreError};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::task::{JoinError, JoinHandle};
-use tracing::{Instrument, info_span, warn};
+use tracing::{Instrument, debug, info_span, warn};
 
 /// Longest one flush attempt waits for routed messages to be acknowledged before it counts as
 /// failed and is retried with backoff (the poll thread stays responsive meanwhile).
@@ -42,6 +42,7 @@ struct Begun {
     replay_held: bool,
     deadline: Duration,
     span: tracing::Span,
+    started: std::time::Instant,
 }
 
 impl Inflight {
@@ -234,6 +235,7 @@ impl Inner {
                 replay_held,
                 deadline,
                 span,
+                started: std::time::Instant::now(),
             },
         });
         Ok(())
@@ -251,6 +253,7 @@ impl Inner {
             replay_held,
             deadline,
             ref span,
+            started,
         } = *begun;
         let _g = span.enter();
         let rows = write.rollups.len() as u64;
@@ -286,6 +289,13 @@ impl Inner {
                     std::sync::atomic::Ordering::Relaxed,
                 );
                 self.commit_for_lag_tools(consumer, &write.progress);
+                debug!(
+                    rows,
+                    windows_closed = plan.windows_closed,
+                    watermark_us = plan.watermark_us,
+                    write_ms = started.elapsed().as_secs_f64() * 1e3,
+                    "Flush committed."
+                );
                 Ok(rows)
             }
             Err(StoreError::Fenced { topic, partition }) => {

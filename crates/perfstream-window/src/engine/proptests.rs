@@ -244,6 +244,43 @@ proptest! {
         }
     }
 
+    /// `close_due` at any moment says exactly whether advancing to that moment and flushing
+    /// closes a window: busy, idle and never-fed partitions, late events and clock jumps alike.
+    #[test]
+    fn close_due_predicts_whether_a_flush_closes_a_window(
+        events in prop::collection::vec(gen_event(120 * S), 1..200),
+        delays in prop::collection::vec(0..=20 * S, 200),
+        checks in prop::collection::vec(prop::option::of(0..=40 * S), 200),
+        sorted in any::<bool>(),
+    ) {
+        let mut events = events;
+        if sorted {
+            events.sort_by_key(|g| g.dt);
+        }
+        let mut e = engine(WindowConfig {
+            idle_timeout: Duration::from_secs(5),
+            ..config(2)
+        });
+        assign_both(&mut e);
+        e.assign(pid(2), ResumeState::default()); // never fed: idle only by its timeout
+        let mut offsets = BTreeMap::<i32, i64>::new();
+        let mut now = T0;
+        for ((g, delay), check) in events.iter().zip(&delays).zip(&checks) {
+            let offset = offsets.entry(g.partition).or_insert(0);
+            now = now.max(T0 + g.dt + delay);
+            e.record(pid(g.partition), *offset, &g.event(), now).unwrap();
+            *offset += 1;
+            if let Some(after) = check {
+                now += after;
+                let due = e.close_due(now);
+                e.advance(now);
+                let closed = !e.flush().closed.is_empty();
+                prop_assert_eq!(due, closed, "at {}", now - T0);
+                prop_assert!(!e.close_due(now), "nothing is due right after a flush");
+            }
+        }
+    }
+
     /// Any arrival order in which no event is older than the allowed lateness behind the newest
     /// gives the same rollups, with no corrections.
     #[test]
