@@ -177,7 +177,7 @@ WATCH_PID=$!
 PIDS+=("$WATCH_PID")
 "$BIN" emit --bootstrap "$BS" --rate "$FRESH_RATE" --duration "${FRESH_S}s" --window 1s \
   --allowed-lateness 100ms --late 0 --out-of-order 0 --malformed 0 --too-late 0 --seed "$SEED" \
-  --services 20 --query-hashes 400 --endpoints 40 --instances 3 --episodes none \
+  --services 20 --query-hashes ${FRESH_QUERY_HASHES:-400} --endpoints ${FRESH_ENDPOINTS:-40} --instances 3 --episodes none ${FRESH_EMIT_EXTRA:-} \
   --progress-interval 1h "${FR_TOPICS[@]}" >"$WORK/fresh-emit.log" 2>&1 \
   || { cat "$WORK/fresh-emit.log"; fail "live emit"; }
 FR_TOTAL=$(grep -Eo 'acknowledged +[0-9]+' "$WORK/fresh-emit.log" | grep -Eo '[0-9]+$' | head -n 1)
