@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Throughput side by side, in one run on one machine (issue 13):
-#   bash scripts/bench-throughput.sh [--events N] [--partitions P] [--seed S] [--fresh-rate R]
+#   bash scripts/bench-throughput.sh [--events N] [--partitions P] [--processes N] [--seed S] [--fresh-rate R]
 #                                    [--fresh-seconds S] [--fresh-only] [--smoke] [--no-append]
 #
 # 1. starts `perfstream dev-broker` (P partitions per topic) and a throwaway Postgres (or uses
@@ -29,19 +29,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 COMMAND="bash scripts/bench-throughput.sh${*:+ $*}"
-EVENTS=1000000 PARTS=12 SEED=1 SMOKE=0 APPEND=1 FRESH_ONLY=0
+EVENTS=1000000 PARTS=12 SEED=1 SMOKE=0 APPEND=1 FRESH_ONLY=0 PROCS=1
 FRESH_S=30 FRESH_RATE=20000
 while [ $# -gt 0 ]; do
   case "$1" in
     --events) EVENTS=$2; shift 2 ;;
     --partitions) PARTS=$2; shift 2 ;;
+    --processes) PROCS=$2; shift 2 ;;
     --seed) SEED=$2; shift 2 ;;
     --fresh-rate) FRESH_RATE=$2; shift 2 ;;
     --fresh-seconds) FRESH_S=$2; shift 2 ;;
     --fresh-only) FRESH_ONLY=1; APPEND=0; shift ;;
     --smoke) SMOKE=1; APPEND=0; shift ;;
     --no-append) APPEND=0; shift ;;
-    *) echo "usage: $0 [--events N] [--partitions P] [--seed S] [--fresh-rate R] [--fresh-seconds S] [--fresh-only] [--smoke] [--no-append]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--events N] [--partitions P] [--processes N] [--seed S] [--fresh-rate R] [--fresh-seconds S] [--fresh-only] [--smoke] [--no-append]" >&2; exit 2 ;;
   esac
 done
 [ "$SMOKE" = 1 ] && { [ "$EVENTS" = 1000000 ] && EVENTS=20000; FRESH_S=10; FRESH_RATE=1000; }
@@ -117,12 +118,15 @@ run_perfstream() { # run_perfstream URL LOG [extra env...]: starts `perfstream r
     PERFSTREAM_PIPELINE__FLUSH_INTERVAL_MS=100 PERFSTREAM_WINDOW__IDLE_TIMEOUT=500ms \
     PERFSTREAM_ALERTS__ENABLED=false PERFSTREAM_HTTP__ENABLED=false "$@" \
     /usr/bin/time -v "$BIN" run >"$out.log" 2>"$out.time" &
-  RUN_PID=$!
-  PIDS+=("$RUN_PID")
+  RUN_PIDS+=($!)
+  PIDS+=($!)
 }
-stop_perfstream() { # SIGTERM to `perfstream run` (the child of time), then wait for both
-  pkill -TERM -P "$RUN_PID" || true
-  wait "$RUN_PID" || fail "perfstream run exited non-zero (see below)"
+RUN_PIDS=()
+stop_perfstream() { # SIGTERM to every `perfstream run` (the child of time), then wait for them
+  local p
+  for p in "${RUN_PIDS[@]}"; do pkill -TERM -P "$p" || true; done
+  for p in "${RUN_PIDS[@]}"; do wait "$p" || fail "perfstream run exited non-zero (see below)"; done
+  RUN_PIDS=()
 }
 
 if [ "$FRESH_ONLY" = 0 ]; then
@@ -144,7 +148,9 @@ log "raw: counting consumer ($TOTAL messages)"
 
 log "perfstream run ($PROFILE)"
 PS_URL=$(new_db perfstream)
+# --processes N: N members of one consumer group share the partitions (logs perfstream.*, -2...).
 run_perfstream "$PS_URL" "$WORK/perfstream"
+for i in $(seq 2 "$PROCS"); do run_perfstream "$PS_URL" "$WORK/perfstream-$i"; done
 "$PY" bench/python/watch.py progress --database-url "$PS_URL" --total "$TOTAL" --timeout-s 1800 \
   --watermark-us "$CLOSED_US" \
   >"$WORK/perfstream.json" || { cat "$WORK/perfstream.time"; fail "perfstream run did not commit every message"; }
@@ -189,7 +195,7 @@ stop_perfstream
 
 log "report"
 REPORT_ARGS=(--work "$WORK" --events "$EVENTS" --partitions "$PARTS" --seed "$SEED" --profile "$PROFILE"
-  --bin "$BIN" --fresh-rate "$FRESH_RATE" --fresh-seconds "$FRESH_S")
+  --bin "$BIN" --fresh-rate "$FRESH_RATE" --fresh-seconds "$FRESH_S" --processes "$PROCS")
 [ "$FRESH_ONLY" = 1 ] && REPORT_ARGS+=(--fresh-only)
 "$PY" bench/python/report.py "${REPORT_ARGS[@]}" --command "$COMMAND" >"$WORK/report.md" \
   || fail "report"

@@ -92,6 +92,7 @@ def main():
     ap.add_argument("--fresh-window-us", type=int, default=1_000_000)
     ap.add_argument("--fresh-lateness-us", type=int, default=100_000)
     ap.add_argument("--fresh-only", action="store_true", help="only the freshness phase ran")
+    ap.add_argument("--processes", type=int, default=1, help="perfstream processes in the group")
     a = ap.parse_args()
     w = lambda name: os.path.join(a.work, name)  # noqa: E731
     load = lambda name: json.load(open(w(name)))  # noqa: E731
@@ -103,6 +104,10 @@ def main():
     for name in ("raw", "perfstream", "baseline"):
         r = load(f"{name}.json")
         rss, cpu = time_v(w(f"{name}.time"))
+        if name == "perfstream":  # --processes N: CPU summed, RSS the largest member's
+            for i in range(2, a.processes + 1):
+                rss_i, cpu_i = time_v(w(f"perfstream-{i}.time"))
+                rss, cpu = max(rss, rss_i), cpu + cpu_i
         stages[name] = {"messages": r["messages"], "seconds": r["seconds"], "rss": rss, "cpu": cpu}
         stages[name]["rate"] = r["messages"] / r["seconds"]
     cmp = load("compare.json")
@@ -116,7 +121,8 @@ def main():
     ps, raw, base = stages["perfstream"], stages["raw"], stages["baseline"]
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     out = []
-    out.append(f"### Run of {now}: {ps['messages']:,} messages, {a.partitions} partitions per topic\n")
+    out.append(f"### Run of {now}: {ps['messages']:,} messages, {a.partitions} partitions per topic"
+               + (f", {a.processes} perfstream processes" if a.processes > 1 else "") + "\n")
     out.append(f"`{a.command}` (perfstream {a.profile} build; seed {a.seed}). Machine: {os.cpu_count()} cores"
                f" ({cpu_model.group(1) if cpu_model else '?'}), {mem_gib:.1f} GiB; load average (1, 5, 15 min)"
                " at each stage: " + "; ".join(f"{l.split(' | ')[0].split(':')[0]} {l.split(' | ')[1]}" for l in loads) + ".\n")

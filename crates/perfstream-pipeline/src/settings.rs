@@ -161,7 +161,8 @@ impl KafkaSettings {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineSettings {
-    /// How often closed windows and corrections are written. Default 1000 ms.
+    /// How often corrections and progress are written; a window that closes is written at once
+    /// (the poll loop asks the core after every batch). Default 1000 ms.
     pub flush_interval_ms: u64,
     /// Messages handled per poll batch (one tracing span each). Default 5000.
     pub batch_max_messages: usize,
