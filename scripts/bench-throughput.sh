@@ -141,6 +141,22 @@ CLOSED_US=$(( (START_US + EVENTS * 1000000 / RATE - 6000000) / 60000000 * 600000
   || { cat "$WORK/emit.log"; fail "emit"; }
 TOTAL=$(grep -Eo 'acknowledged +[0-9]+' "$WORK/emit.log" | grep -Eo '[0-9]+$' | head -n 1)
 [ "${TOTAL:-0}" -gt 0 ] || { cat "$WORK/emit.log"; fail "no acknowledged messages"; }
+# librdkafka's mock cluster keeps at most 5 MB (or 100,000 batches) per partition and deletes
+# the oldest data beyond that; a stage reading while it deletes sees a different stream (the
+# "intermittent" 1-partition failure). Fail loudly instead: every log must start at offset 0.
+"$PY" - "$BS" <<'PY' || fail "the dev broker deleted old data (at most 5 MB per partition): use more --partitions or fewer --events"
+import sys
+from confluent_kafka import Consumer, TopicPartition
+c = Consumer({"bootstrap.servers": sys.argv[1], "group.id": "bench-check"})
+meta = c.list_topics(timeout=30)
+bad = [(t, p, lo) for t in ("perf.query", "perf.request", "perf.resource")
+       for p in meta.topics[t].partitions
+       for lo, _ in [c.get_watermark_offsets(TopicPartition(t, p), timeout=30)] if lo != 0]
+c.close()
+for t, p, lo in bad:
+    print(f"{t}[{p}] starts at offset {lo}, not 0", file=sys.stderr)
+sys.exit(1 if bad else 0)
+PY
 
 log "raw: counting consumer ($TOTAL messages)"
 /usr/bin/time -v "$RAW" --bootstrap "$BS" --group "raw-$$" >"$WORK/raw.json" 2>"$WORK/raw.time" \

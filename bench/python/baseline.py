@@ -274,7 +274,7 @@ def end_offsets(consumer, topics):
         for p in meta.topics[topic].partitions:
             lo, hi = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
             if hi > lo:
-                remaining[(topic, p)] = hi
+                remaining[(topic, p)] = (lo, hi)
     return remaining
 
 
@@ -309,8 +309,11 @@ def main():
         "auto.offset.reset": "earliest",
         "fetch.queue.backoff.ms": 10,
     })
-    remaining = end_offsets(consumer, topics)
-    total = sum(remaining.values())
+    bounds = end_offsets(consumer, topics)
+    # Messages between each partition's log start and end: the log start is not always 0 (a
+    # broker may have deleted the oldest segment), and counting from 0 made a run fail once.
+    total = sum(hi - lo for lo, hi in bounds.values())
+    remaining = {tp: hi for tp, (lo, hi) in bounds.items()}
     assigned = []
     consumer.subscribe(topics, on_assign=lambda c, ps: assigned.append(time.monotonic()))
 
