@@ -188,12 +188,18 @@ FR_URL=$(new_db fresh)
 FR_TOPICS=(--topic-query live.query --topic-request live.request --topic-resource live.resource)
 FR_ENV=(PERFSTREAM_KAFKA__TOPICS__QUERY=live.query PERFSTREAM_KAFKA__TOPICS__REQUEST=live.request
   PERFSTREAM_KAFKA__TOPICS__RESOURCE=live.resource)
-# The pipeline creates the live topics before it subscribes (a topic the producer created after
+# The live topics exist before the pipeline subscribes (a topic the producer created after
 # the subscription would only be seen at the next metadata refresh, minutes later: a run once
 # missed every resource event that way); it joins its group while the producer starts. Windows that closed before it claimed its partitions (+ 1 s to catch up) are
 # left out of the figures (watch.py records the claim).
+"$PY" - "$BS" <<'PY' || fail "creating the live topics"
+import sys
+from confluent_kafka import Producer
+p = Producer({"bootstrap.servers": sys.argv[1]})
+for t in ("live.query", "live.request", "live.resource"):  # the dev broker auto-creates on metadata
+    assert t in p.list_topics(topic=t, timeout=30).topics
+PY
 run_perfstream "$FR_URL" "$WORK/fresh" "${FR_ENV[@]}" PERFSTREAM_KAFKA__GROUP_ID=live \
-  PERFSTREAM_KAFKA__CREATE_TOPICS=true PERFSTREAM_KAFKA__PARTITIONS="$PARTS" \
   PERFSTREAM_WINDOW__WINDOW=1s PERFSTREAM_WINDOW__ALLOWED_LATENESS=100ms ${BENCH_FRESH_ENV:-}
 "$PY" bench/python/watch.py freshness --database-url "$FR_URL" --duration-s $((FRESH_S + 60)) \
   >"$WORK/fresh.json" &
