@@ -93,3 +93,90 @@ async fn a_burst_then_silence_closes_its_window_and_fires_its_alert() {
     );
     assert!(!worker.exited(), "{}", worker.log_tail());
 }
+
+/// A pipeline started before its input topics exist (perfstream deployed before the producers)
+/// says so at start-up and reads the topics within seconds of their creation: its consumer
+/// refreshes metadata every 10 s, not at librdkafka's default 5 minutes (a benchmark run once
+/// lost a whole topic that way).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn input_topics_created_after_start_up_are_read() {
+    let broker = Broker::mock();
+    let bootstrap = broker.bootstrap();
+    let db = TestDb::create("late_topics").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut worker = Worker::spawn(
+        "late",
+        &WorkerConfig {
+            bootstrap: &bootstrap,
+            db_url: &db.url,
+            group: "g-late-topics",
+            window: "2s",
+            failpoint: None,
+            log_dir: dir.path(),
+            env: &[
+                ("PERFSTREAM_KAFKA__TOPICS__QUERY", "later.query"),
+                ("PERFSTREAM_KAFKA__TOPICS__REQUEST", "later.request"),
+                ("PERFSTREAM_KAFKA__TOPICS__RESOURCE", "later.resource"),
+                ("PERFSTREAM_WINDOW__ALLOWED_LATENESS", "1s"),
+                ("PERFSTREAM_WINDOW__IDLE_TIMEOUT", "1s"),
+            ],
+        },
+    );
+    let log = dir.path().join("late.log");
+    eventually(
+        Duration::from_secs(60),
+        "the missing-topics warning",
+        || async {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            text.contains("Input topics do not exist yet").then_some(())
+        },
+    )
+    .await;
+
+    let config = EmitterConfig {
+        topics: perfstream_emit::Topics {
+            query: "later.query".into(),
+            request: "later.request".into(),
+            resource: "later.resource".into(),
+        },
+        ..EmitterConfig::new(bootstrap.clone())
+    };
+    let emitter = Emitter::new(config).expect("emitter");
+    let now_us = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_micros() as i64;
+    for i in 0..20 {
+        assert!(emitter.record_query(QueryEvent {
+            service: "checkout".into(),
+            instance: "i-1".into(),
+            query_hash: "late-topic".into(),
+            query_type: QueryType::Select,
+            query_text: None,
+            execution_time_us: 1_000 + i,
+            rows_affected: 1,
+            tenant_id: None,
+            trace_id: None,
+            executed_at_us: now_us,
+        }));
+    }
+    let sent = tokio::task::block_in_place(|| emitter.shutdown(Duration::from_secs(30)));
+    assert_eq!(sent.sent, 20, "{sent:?}");
+    let created = Instant::now();
+    // 10 s to see the topic, then window (2 s) + lateness (1 s) + idle timeout (1 s); far
+    // below the 5 minutes of librdkafka's default refresh.
+    eventually(Duration::from_secs(45), "the new topic's rollup", || async {
+        let n = count(
+            &db,
+            "SELECT coalesce(sum(count), 0)::bigint FROM query_rollups WHERE query_hash = 'late-topic'",
+        )
+        .await;
+        (n == 20).then_some(())
+    })
+    .await;
+    println!(
+        "topic created after start-up: rows after {:?}",
+        created.elapsed()
+    );
+    assert!(!worker.exited(), "{}", worker.log_tail());
+}

@@ -97,6 +97,7 @@ fn poll_loop(
     if let Err(e) = ctx.start_worker() {
         return Err(KafkaError::Worker(e));
     }
+    warn_missing_topics(&consumer, &ctx.input_topics());
     let flush_every = Duration::from_millis(settings.flush_interval_ms);
     let mut next_flush = Instant::now() + flush_every;
     let mut next_lag = Instant::now();
@@ -221,6 +222,27 @@ fn poll_loop(
     consumer.unsubscribe();
     drop(consumer);
     result
+}
+
+/// Says once, at start-up, which input topics the broker does not know yet: nothing is read from
+/// them until they appear (found at the next metadata refresh, within 10 s). A broker that does
+/// not answer is left to the poll loop's error reporting.
+fn warn_missing_topics(consumer: &BaseConsumer<PipelineContext>, topics: &[&str]) {
+    let Ok(meta) = consumer.fetch_metadata(None, Duration::from_secs(5)) else {
+        return;
+    };
+    let known: std::collections::HashSet<&str> = meta.topics().iter().map(|t| t.name()).collect();
+    let missing: Vec<&str> = topics
+        .iter()
+        .copied()
+        .filter(|t| !known.contains(t))
+        .collect();
+    if !missing.is_empty() {
+        warn!(
+            topics = ?missing,
+            "Input topics do not exist yet; they are read as soon as they appear (metadata is refreshed every 10 s). Create them with `perfstream topics create`, or check kafka.topics."
+        );
+    }
 }
 
 struct Backoff {
