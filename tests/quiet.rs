@@ -19,6 +19,42 @@ async fn count(db: &TestDb, sql: &'static str) -> i64 {
         .unwrap_or(0)
 }
 
+/// Events of `query_hash` in the query rollups.
+async fn queries_counted(db: &TestDb, query_hash: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT coalesce(sum(count), 0)::bigint FROM query_rollups WHERE query_hash = $1",
+    )
+    .bind(query_hash)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap_or(0)
+}
+
+/// Sends 20 queries of `query_hash` timed now, `base_us + i` µs each, and waits until all are
+/// acknowledged.
+fn send_queries(emitter: Emitter, query_hash: &str, base_us: i64) {
+    let now_us = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_micros() as i64;
+    for i in 0..20 {
+        assert!(emitter.record_query(QueryEvent {
+            service: "checkout".into(),
+            instance: "i-1".into(),
+            query_hash: query_hash.into(),
+            query_type: QueryType::Select,
+            query_text: None,
+            execution_time_us: base_us + i,
+            rows_affected: 1,
+            tenant_id: None,
+            trace_id: None,
+            executed_at_us: now_us,
+        }));
+    }
+    let sent = tokio::task::block_in_place(|| emitter.shutdown(Duration::from_secs(30)));
+    assert_eq!(sent.sent, 20, "{sent:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_then_silence_closes_its_window_and_fires_its_alert() {
     let broker = Broker::mock();
@@ -45,36 +81,14 @@ async fn a_burst_then_silence_closes_its_window_and_fires_its_alert() {
     .await;
 
     let emitter = Emitter::new(EmitterConfig::new(bootstrap.clone())).expect("emitter");
-    let now_us = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_micros() as i64;
-    for i in 0..20 {
-        assert!(emitter.record_query(QueryEvent {
-            service: "checkout".into(),
-            instance: "i-1".into(),
-            query_hash: "quiet-slow".into(),
-            query_type: QueryType::Select,
-            query_text: None,
-            execution_time_us: 1_500_000 + i,
-            rows_affected: 1,
-            tenant_id: None,
-            trace_id: None,
-            executed_at_us: now_us,
-        }));
-    }
-    let sent = tokio::task::block_in_place(|| emitter.shutdown(Duration::from_secs(30)));
-    assert_eq!(sent.sent, 20, "{sent:?}");
+    send_queries(emitter, "quiet-slow", 1_500_000);
     let burst = Instant::now();
 
-    eventually(Duration::from_secs(30), "the burst's window row", || async {
-        let n = count(
-            &db,
-            "SELECT coalesce(sum(count), 0)::bigint FROM query_rollups WHERE query_hash = 'quiet-slow'",
-        )
-        .await;
-        (n == 20).then_some(())
-    })
+    eventually(
+        Duration::from_secs(30),
+        "the burst's window row",
+        || async { (queries_counted(&db, "quiet-slow").await == 20).then_some(()) },
+    )
     .await;
     let row_after = burst.elapsed();
     eventually(Duration::from_secs(30), "the slow-query alert", || async {
@@ -142,37 +156,15 @@ async fn input_topics_created_after_start_up_are_read() {
         ..EmitterConfig::new(bootstrap.clone())
     };
     let emitter = Emitter::new(config).expect("emitter");
-    let now_us = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_micros() as i64;
-    for i in 0..20 {
-        assert!(emitter.record_query(QueryEvent {
-            service: "checkout".into(),
-            instance: "i-1".into(),
-            query_hash: "late-topic".into(),
-            query_type: QueryType::Select,
-            query_text: None,
-            execution_time_us: 1_000 + i,
-            rows_affected: 1,
-            tenant_id: None,
-            trace_id: None,
-            executed_at_us: now_us,
-        }));
-    }
-    let sent = tokio::task::block_in_place(|| emitter.shutdown(Duration::from_secs(30)));
-    assert_eq!(sent.sent, 20, "{sent:?}");
+    send_queries(emitter, "late-topic", 1_000);
     let created = Instant::now();
     // 10 s to see the topic, then window (2 s) + lateness (1 s) + idle timeout (1 s); far
     // below the 5 minutes of librdkafka's default refresh.
-    eventually(Duration::from_secs(45), "the new topic's rollup", || async {
-        let n = count(
-            &db,
-            "SELECT coalesce(sum(count), 0)::bigint FROM query_rollups WHERE query_hash = 'late-topic'",
-        )
-        .await;
-        (n == 20).then_some(())
-    })
+    eventually(
+        Duration::from_secs(45),
+        "the new topic's rollup",
+        || async { (queries_counted(&db, "late-topic").await == 20).then_some(()) },
+    )
     .await;
     println!(
         "topic created after start-up: rows after {:?}",
